@@ -1,0 +1,1 @@
+"""Thin entry points: compose a config, call the library."""

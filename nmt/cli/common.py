@@ -1,0 +1,46 @@
+"""Shared helpers of the entry points (config location, logging, seeding, device)."""
+from __future__ import annotations
+
+import logging
+import random
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+def config_dir() -> str:
+    """configs/ shipped in the wheel as nmt/configs, else the repository's top-level configs/."""
+    here = Path(__file__).resolve().parent.parent
+    for candidate in (here / "configs", here.parent / "configs"):
+        if (candidate / "train.yaml").is_file():
+            return str(candidate)
+    raise FileNotFoundError(f"nmt configs not found next to {here}; reinstall the package")
+
+
+def setup_logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="[%(asctime)s %(name)s] %(message)s",
+                        datefmt="%H:%M:%S", stream=sys.stderr, force=True)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def pick_device(name: str) -> torch.device:
+    """'auto' -> cuda when available; asking for cuda without one is an error naming the fix."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError("device cuda requested but CUDA is not available; use trainer=cpu (or device=cpu)")
+    return torch.device(name)
+
+
+def default_trainer_override(argv: list[str]) -> list[str]:
+    """Pick trainer=gpu when CUDA is available and the user chose no trainer."""
+    if any(a.startswith(("trainer=", "+trainer=")) for a in argv):
+        return argv
+    return argv + ["trainer=gpu" if torch.cuda.is_available() else "trainer=cpu"]

@@ -1,0 +1,128 @@
+"""nmt-train: train a model from the Hydra config (configs/train.yaml)."""
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import hydra
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from nmt.cli.common import config_dir, default_trainer_override, pick_device, seed_everything, setup_logging
+from nmt.data.batching import BatchIterator
+from nmt.data.pipeline import DataBundle, make_batches, prepare_data
+from nmt.evaluation.evaluate import DecodeSettings, evaluate_texts
+from nmt.logging import RunLogger, write_json
+from nmt.models.build import build_model
+from nmt.training import checkpoint as ckpt
+from nmt.training.optim import OptimSettings
+from nmt.training.run import check_run_dir, run_meta, save_run_files
+from nmt.training.trainer import Trainer, TrainSettings, ValidData
+
+log = logging.getLogger("nmt.train")
+
+
+def load_data(cfg: DictConfig) -> DataBundle:
+    d = cfg.data
+    return prepare_data(corpus=instantiate(d.corpus), splits=dict(d.splits),
+                        tokenizer=OmegaConf.to_container(d.tokenizer), max_len=d.max_len, cache_dir=d.cache_dir)
+
+
+def batches_for(ds, cfg: DictConfig, data: DataBundle, shuffle: bool) -> BatchIterator:
+    tok = data.tgt_tok
+    return make_batches(ds, cfg.trainer.max_tokens, shuffle, cfg.seed, tok.pad_id, tok.bos_id, tok.eos_id)
+
+
+def build_trainer(cfg: DictConfig, data: DataBundle, run_dir: Path, device: torch.device) -> Trainer:
+    """Model, settings, data iterators and logger; restores the latest good checkpoint on resume."""
+    settings = TrainSettings(**OmegaConf.to_container(cfg.trainer))
+    optim = OptimSettings(**OmegaConf.to_container(cfg.optim))
+    model = build_model(cfg.model, len(data.src_tok), len(data.tgt_tok), data.tgt_tok.pad_id).to(device)
+    valid = ValidData(list(batches_for(data.valid, cfg, data, shuffle=False)),
+                      data.valid["src_ids"], data.valid["tgt"])
+    meta = run_meta(cfg, data.src_tok, data.tgt_tok)
+    found = ckpt.load_latest(run_dir / "checkpoints") if settings.resume else None
+    if settings.resume and found is None:
+        raise ckpt.CheckpointError(f"trainer.resume=true but no loadable checkpoint in {run_dir}/checkpoints")
+    purge = found[1]["progress"]["step"] + 1 if found else None
+    logger = RunLogger(run_dir, cfg.logger.tensorboard, purge_step=purge)
+    trainer = Trainer(model, optim, settings, batches_for(data.train, cfg, data, shuffle=True), valid,
+                      data.src_tok, data.tgt_tok, run_dir, logger, meta, cfg.logger.progress_bar)
+    if found:
+        trainer.restore(found[1])
+        log.info("resumed from %s (step %d, epoch %d)", found[0], trainer.progress.step, trainer.progress.epoch)
+    return trainer
+
+
+def final_evaluation(trainer: Trainer, data: DataBundle, cfg: DictConfig, device: torch.device) -> dict:
+    """Best checkpoint, beam search on valid and test; hypotheses files and metrics.json."""
+    best = ckpt.load(trainer.run_dir / "checkpoints" / "best.pt")
+    trainer.model.load_state_dict(best["model"])
+    s = cfg.trainer
+    decode = DecodeSettings(s.beam_size, s.length_penalty, s.max_len_a, s.max_len_b, 64)
+    p = trainer.progress
+    metrics = {"best_step": p.best_step, "best_valid_bleu_greedy": p.best_bleu, "steps": p.step,
+               "epochs": p.epoch, "train_tokens_per_s": round(p.tokens / max(p.train_s, 1e-9), 1),
+               "minutes_to_best": round(p.best_elapsed_s / 60, 2), "wall_minutes": round(p.elapsed_s / 60, 2),
+               "parameters": trainer.model.num_parameters(), "stopped": p.stopped,
+               "history": p.history, "dropped_train_pairs": data.dropped, "beam_size": s.beam_size}
+    for split in ("valid", "test"):
+        ds = getattr(data, split)
+        scores, texts = evaluate_texts(trainer.model, ds["src_ids"], ds["tgt"], data.tgt_tok, decode, device)
+        (trainer.run_dir / f"{split}.beam.hyp.txt").write_text("\n".join(texts) + "\n")
+        metrics[split] = scores
+        trainer.logger.scalars({f"{split}/bleu_beam": scores["bleu"]}, p.step)
+    write_json(trainer.run_dir / "metrics.json", metrics)
+    return metrics
+
+
+def stopped_early(trainer: Trainer, run_dir: Path) -> dict:
+    """Signal: exit 0 with the resume command. Non-finite losses: the last good state is saved, exit 1."""
+    p = trainer.progress
+    msg = (f"{p.stopped}: checkpoint of step {p.step} saved in {run_dir}/checkpoints. Resume with:\n"
+           f"  nmt-train trainer.resume=true run_dir={run_dir} <the same overrides>")
+    if p.stopped.startswith("non-finite"):
+        raise RuntimeError(msg)
+    log.warning(msg)
+    return {"stopped": p.stopped, "step": p.step, "valid": {"bleu": p.best_bleu}}
+
+
+def run(cfg: DictConfig) -> dict:
+    """Train, then evaluate the best checkpoint. Returns the metrics written to metrics.json."""
+    setup_logging()
+    seed_everything(cfg.seed)
+    device = pick_device(cfg.trainer.device)
+    if cfg.trainer.num_threads > 0:
+        torch.set_num_threads(cfg.trainer.num_threads)
+    run_dir = Path(cfg.run_dir)
+    check_run_dir(run_dir, cfg.trainer.resume)
+    data = load_data(cfg)
+    save_run_files(run_dir, cfg, data.src_tok, data.tgt_tok)
+    trainer = build_trainer(cfg, data, run_dir, device)
+    log.info("model: %s parameters; run dir %s", f"{trainer.model.num_parameters():,}", run_dir)
+    trainer.fit()
+    if trainer.interrupted:
+        trainer.logger.close()
+        return stopped_early(trainer, run_dir)
+    metrics = final_evaluation(trainer, data, cfg, device)
+    trainer.logger.close()
+    log.info("test BLEU %.2f (beam %d) | %s", metrics["test"]["bleu"], cfg.trainer.beam_size,
+             metrics["test"]["bleu_signature"])
+    return metrics
+
+
+@hydra.main(config_path=config_dir(), config_name="train", version_base="1.3")
+def _hydra_main(cfg: DictConfig) -> float:
+    metrics = run(cfg)
+    return metrics["valid"]["bleu"]
+
+
+def main() -> None:
+    sys.argv = [sys.argv[0], *default_trainer_override(sys.argv[1:])]
+    _hydra_main()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,58 @@
+"""nmt-translate: translate lines from stdin (or a file) with a trained run; one output line per input line."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig
+
+from nmt.cli.common import config_dir, pick_device, setup_logging
+from nmt.evaluation.evaluate import DecodeSettings, decode_texts
+from nmt.training.run import load_trained
+
+
+def read_lines(source: str) -> list[str]:
+    if source == "-":
+        return [line.rstrip("\n") for line in sys.stdin]
+    path = Path(source)
+    if not path.is_file():
+        raise FileNotFoundError(f"input={source} not found; pass input=<file> or pipe text to stdin")
+    return path.read_text(encoding="utf-8").splitlines()
+
+
+def run(cfg: DictConfig) -> list[str]:
+    """Empty input lines give empty output lines; order is kept."""
+    setup_logging()
+    device = pick_device(cfg.device)
+    trained = load_trained(Path(cfg.run_dir), cfg.checkpoint, device)
+    lines = read_lines(cfg.input)
+    keep = [i for i, line in enumerate(lines) if line.strip()]
+    src_ids = trained.src_tok.encode([lines[i] for i in keep])
+    decode = DecodeSettings(cfg.beam_size, cfg.length_penalty, cfg.max_len_a, cfg.max_len_b, cfg.max_sentences)
+    texts, hyp = decode_texts(trained.model, src_ids, trained.tgt_tok, decode, device,
+                              need_weights=cfg.attention_png is not None)
+    out = [""] * len(lines)
+    for i, text in zip(keep, texts):
+        out[i] = text
+    if cfg.attention_png is not None:
+        write_attention_pngs(Path(cfg.attention_png), trained, src_ids, hyp)
+    sys.stdout.write("".join(line + "\n" for line in out))
+    return out
+
+
+def write_attention_pngs(directory: Path, trained, src_ids, hyp) -> None:
+    from nmt.logging.heatmaps import save_sentence_maps  # matplotlib only when asked for
+    directory.mkdir(parents=True, exist_ok=True)
+    for n, (ids, toks, maps) in enumerate(zip(src_ids, hyp.tokens, hyp.attention)):
+        save_sentence_maps(directory / f"sent{n:04d}", trained.src_tok.pieces(ids),
+                           trained.tgt_tok.pieces(toks) + ["</s>"], maps)
+
+
+@hydra.main(config_path=config_dir(), config_name="translate", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    run(cfg)
+
+
+if __name__ == "__main__":
+    main()

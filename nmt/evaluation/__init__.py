@@ -1,0 +1,3 @@
+from nmt.evaluation.metrics import corpus_scores
+
+__all__ = ["corpus_scores"]

@@ -1,0 +1,166 @@
+"""Bidirectional RNN encoder and attentional RNN decoder (Luong and Bahdanau flows)."""
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from nmt.models.embeddings import Embeddings
+from nmt.models.seq2seq import DecoderOutput, EncoderOutput, State, lengths_to_mask
+
+CELLS = {"lstm": nn.LSTM, "gru": nn.GRU}
+FLOWS = ("luong", "bahdanau")
+
+
+def _rnn(cell: str, input_size: int, hidden_size: int, num_layers: int, dropout: float,
+         bidirectional: bool) -> nn.RNNBase:
+    if cell not in CELLS:
+        raise ValueError(f"model.*.cell must be one of {sorted(CELLS)}, got {cell!r}")
+    return CELLS[cell](input_size, hidden_size, num_layers, batch_first=True,
+                       dropout=dropout if num_layers > 1 else 0.0, bidirectional=bidirectional)
+
+
+class RNNEncoder(nn.Module):
+    """Bidirectional LSTM/GRU over packed sequences (Bahdanau et al. 2015, Sec. 3.2)."""
+
+    def __init__(self, vocab_size: int, pad_id: int, cell: str, emb_size: int,
+                 hidden_size: int, num_layers: int, dropout: float):
+        super().__init__()
+        self.embed = Embeddings(vocab_size, emb_size, pad_id, scale=False)
+        self.rnn = _rnn(cell, emb_size, hidden_size, num_layers, dropout, bidirectional=True)
+        self.dropout = nn.Dropout(dropout)
+        self.output_dim = 2 * hidden_size
+        self.final_dim = 2 * hidden_size * (2 if cell == "lstm" else 1)
+
+    def forward(self, src: Tensor, src_lengths: Tensor, need_weights: bool = False) -> EncoderOutput:
+        """src (B, S), src_lengths (B,) -> memory (B, S, 2H), final (B, L, 2H or 4H for LSTM)."""
+        x = self.dropout(self.embed(src))  # (B, S, E)
+        packed = pack_padded_sequence(x, src_lengths.cpu(), batch_first=True, enforce_sorted=False)
+        out, final = self.rnn(packed)
+        memory, _ = pad_packed_sequence(out, batch_first=True, total_length=src.size(1))
+        states = final if isinstance(final, tuple) else (final,)
+        # each (L*2, B, H) -> (B, L, 2H): forward and backward last states side by side
+        parts = [s.view(self.rnn.num_layers, 2, s.size(1), s.size(2)).permute(2, 0, 1, 3)
+                 .reshape(s.size(1), self.rnn.num_layers, -1) for s in states]
+        mask = lengths_to_mask(src_lengths, src.size(1))  # (B, S)
+        return EncoderOutput(self.dropout(memory), mask, torch.cat(parts, dim=-1))
+
+
+class RNNDecoder(nn.Module):
+    """Attentional RNN decoder with two faithful flows.
+
+    luong:    h_t = RNN(h_{t-1}, [y_{t-1}; h~_{t-1}]) ; c_t = attn(h_t) ;
+              h~_t = tanh(W_c [c_t; h_t])                      (Luong et al. 2015, Eq. 5, Sec. 3.3)
+    bahdanau: c_t = attn(s_{t-1}) ; s_t = RNN(s_{t-1}, [y_{t-1}; c_t]) ;
+              t_t = maxout(U s_{t-1} + V y_{t-1} + C c_t)      (Bahdanau et al. 2015, App. A.2.2)
+    The attention module is any module of nmt.attention (one contract).
+    """
+
+    def __init__(self, vocab_size: int, pad_id: int, cell: str, emb_size: int, hidden_size: int,
+                 num_layers: int, dropout: float, input_feeding: bool, attention: nn.Module,
+                 flow: str, enc_dim: int, enc_final_dim: int):
+        super().__init__()
+        if flow not in FLOWS:
+            raise ValueError(f"model.attention.flow must be one of {FLOWS}, got {flow!r}")
+        self.flow, self.cell, self.num_layers, self.hidden_size = flow, cell, num_layers, hidden_size
+        self.input_feeding = input_feeding and flow == "luong"
+        extra = enc_dim if flow == "bahdanau" else (hidden_size if self.input_feeding else 0)
+        self.embed = Embeddings(vocab_size, emb_size, pad_id, scale=False)
+        self.rnn = _rnn(cell, emb_size + extra, hidden_size, num_layers, dropout, bidirectional=False)
+        self.attention = attention
+        n_states = 2 if cell == "lstm" else 1
+        self.bridge = nn.Linear(enc_final_dim, hidden_size * n_states)
+        if flow == "luong":
+            self.combine = nn.Linear(enc_dim + hidden_size, hidden_size, bias=False)
+        else:
+            self.readout = nn.Linear(hidden_size + emb_size + enc_dim, 2 * hidden_size)
+        self.dropout = nn.Dropout(dropout)
+        self.output_dim = hidden_size
+
+    def init_state(self, enc: EncoderOutput) -> State:
+        """Initial state from the encoder's final states (or the mean of memory if it has none)."""
+        final = enc.final
+        if final is None:  # e.g. a Transformer encoder: masked mean of memory, same for every layer
+            m = enc.mask.unsqueeze(-1).to(enc.memory.dtype)  # (B, S, 1)
+            mean = (enc.memory * m).sum(1) / m.sum(1).clamp_min(1.0)  # (B, Dk)
+            final = mean.unsqueeze(1).expand(-1, self.num_layers, -1)
+        init = torch.tanh(self.bridge(final[:, -self.num_layers:]))  # (B, L, H * n_states)
+        B = init.size(0)
+        state = {"h": init[..., : self.hidden_size].contiguous(),
+                 "pos": torch.zeros(B, dtype=torch.long, device=init.device)}
+        if self.cell == "lstm":
+            state["c"] = init[..., self.hidden_size:].contiguous()
+        if self.input_feeding:
+            state["feed"] = init.new_zeros(B, self.hidden_size)
+        return state
+
+    def _hx(self, state: State):
+        h = state["h"].transpose(0, 1).contiguous()  # (L, B, H)
+        return (h, state["c"].transpose(0, 1).contiguous()) if self.cell == "lstm" else h
+
+    def _store(self, state: State, hx, steps: int) -> State:
+        new = dict(state)
+        h, c = hx if self.cell == "lstm" else (hx, None)
+        new["h"] = h.transpose(0, 1)  # (B, L, H)
+        if c is not None:
+            new["c"] = c.transpose(0, 1)
+        new["pos"] = state["pos"] + steps
+        return new
+
+    def _attend(self, query: Tensor, enc: EncoderOutput, positions: Tensor, need_weights: bool):
+        """query (B, Tq, H), positions (B, Tq) -> AttentionOutput (context (B, Tq, Dk))."""
+        return self.attention(query, enc.memory, enc.memory, enc.mask[:, None, :],
+                              query_positions=positions, need_weights=need_weights)
+
+    def forward(self, tgt_in: Tensor, enc: EncoderOutput, state: State,
+                need_weights: bool = False) -> DecoderOutput:
+        """tgt_in (B, T) -> hidden (B, T, H); continues from `state` (T=1 for step-wise decoding)."""
+        emb = self.dropout(self.embed(tgt_in))  # (B, T, E)
+        T = tgt_in.size(1)
+        positions = state["pos"][:, None] + torch.arange(T, device=tgt_in.device)  # (B, T)
+        if self.flow == "luong" and not self.input_feeding:
+            return self._luong_parallel(emb, enc, state, positions, need_weights)
+        step = self._luong_step if self.flow == "luong" else self._bahdanau_step
+        hx, outs, weights, centres = self._hx(state), [], [], []
+        feed = state.get("feed")
+        for t in range(T):
+            o, hx, att = step(emb[:, t: t + 1], enc, hx, feed, positions[:, t: t + 1], need_weights)
+            feed = o[:, 0]
+            outs.append(o)
+            weights.append(att.weights)
+            if att.centres is not None:
+                centres.append(att.centres)
+        new = self._store(state, hx, T)
+        if self.input_feeding:
+            new["feed"] = feed
+        return _output(self.dropout(torch.cat(outs, 1)), new, weights, centres)
+
+    def _luong_parallel(self, emb, enc, state, positions, need_weights) -> DecoderOutput:
+        """No input feeding: the whole target sequence goes through cuDNN in one call."""
+        h_seq, hx = self.rnn(emb, self._hx(state))  # (B, T, H)
+        att = self._attend(h_seq, enc, positions, need_weights)
+        out = torch.tanh(self.combine(torch.cat([att.context, h_seq], dim=-1)))  # (B, T, H)
+        cen = [att.centres] if att.centres is not None else []
+        return _output(self.dropout(out), self._store(state, hx, emb.size(1)), [att.weights], cen)
+
+    def _luong_step(self, emb_t, enc, hx, feed, pos, need_weights):
+        """emb_t (B, 1, E), feed (B, H) h~_{t-1} -> h~_t (B, 1, H)."""
+        x = torch.cat([emb_t, feed[:, None]], dim=-1) if self.input_feeding else emb_t
+        h_t, hx = self.rnn(x, hx)  # (B, 1, H)
+        att = self._attend(h_t, enc, pos, need_weights)
+        return torch.tanh(self.combine(torch.cat([att.context, h_t], dim=-1))), hx, att
+
+    def _bahdanau_step(self, emb_t, enc, hx, feed, pos, need_weights):
+        """Attend with s_{t-1}, then the RNN consumes [y_{t-1}; c_t]; maxout readout -> (B, 1, H)."""
+        s_prev = (hx[0] if self.cell == "lstm" else hx)[-1][:, None]  # (B, 1, H) top layer
+        att = self._attend(s_prev, enc, pos, need_weights)
+        _, hx = self.rnn(torch.cat([emb_t, att.context], dim=-1), hx)
+        t = self.readout(torch.cat([s_prev, emb_t, att.context], dim=-1))  # (B, 1, 2H)
+        return t.view(*t.shape[:-1], self.hidden_size, 2).amax(-1), hx, att
+
+
+def _output(hidden: Tensor, state: State, weights: list[Tensor], centres: list[Tensor]) -> DecoderOutput:
+    """Stack per-step attention (B, H, 1, S) along Tq into (B, H, T, S)."""
+    attn = {"cross": torch.cat(weights, dim=2)}
+    cen = {"cross": torch.cat(centres, dim=1)} if centres else {}
+    return DecoderOutput(hidden, state, attn, cen)

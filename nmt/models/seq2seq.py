@@ -1,0 +1,70 @@
+"""The encoder-decoder: one encode/decode signature for RNN and Transformer parts."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+
+State = dict[str, Tensor]  # every tensor batch-first, so beam search can index_select(0, ...)
+
+
+@dataclass
+class EncoderOutput:
+    memory: Tensor                 # (B, S, Dk) encoder states attended by the decoder
+    mask: Tensor                   # (B, S) bool, True = real source token
+    final: Tensor | None = None    # RNN: (B, L, Dd[*2]) initial decoder state; else None
+    attention: dict[str, Tensor] = field(default_factory=dict)  # name -> (B, H, S, S)
+
+    def index_select(self, index: Tensor) -> "EncoderOutput":
+        """Reorder/expand along the batch (beam search)."""
+        pick = lambda t: None if t is None else t.index_select(0, index)  # noqa: E731
+        return EncoderOutput(pick(self.memory), pick(self.mask), pick(self.final),
+                             {k: pick(v) for k, v in self.attention.items()})
+
+
+@dataclass
+class DecoderOutput:
+    hidden: Tensor                 # (B, T, D) decoder output features (logits after the generator)
+    state: State                   # continuation state, batch-first
+    attention: dict[str, Tensor] = field(default_factory=dict)  # name -> (B, H, T, S or T)
+    centres: dict[str, Tensor] = field(default_factory=dict)    # name -> (B, T) local_p p_t
+
+
+class Seq2Seq(nn.Module):
+    """Encoder + decoder + generator. The model returns tensors; only the trainer logs."""
+
+    def __init__(self, encoder: nn.Module, decoder: nn.Module, generator: nn.Linear):
+        super().__init__()
+        self.encoder = encoder
+        self.decoder = decoder
+        self.generator = generator
+
+    def encode(self, src: Tensor, src_lengths: Tensor, need_weights: bool = False) -> EncoderOutput:
+        """src (B, S) long, src_lengths (B,) -> EncoderOutput."""
+        return self.encoder(src, src_lengths, need_weights=need_weights)
+
+    def init_state(self, enc: EncoderOutput) -> State:
+        return self.decoder.init_state(enc)
+
+    def decode(self, tgt_in: Tensor, enc: EncoderOutput, state: State,
+               need_weights: bool = False) -> DecoderOutput:
+        """Consume tgt_in (B, T) from `state`; returns logits (B, T, V) in .hidden."""
+        out = self.decoder(tgt_in, enc, state, need_weights=need_weights)
+        out.hidden = self.generator(out.hidden)  # (B, T, V)
+        return out
+
+    def forward(self, src: Tensor, src_lengths: Tensor, tgt_in: Tensor,
+                need_weights: bool = False) -> tuple[DecoderOutput, EncoderOutput]:
+        """Teacher-forced pass: logits (B, T, V) in out.hidden."""
+        enc = self.encode(src, src_lengths, need_weights=need_weights)
+        out = self.decode(tgt_in, enc, self.init_state(enc), need_weights=need_weights)
+        return out, enc
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters() if p.requires_grad)
+
+
+def lengths_to_mask(lengths: Tensor, max_len: int) -> Tensor:
+    """lengths (B,) -> (B, max_len) bool, True = real token."""
+    return torch.arange(max_len, device=lengths.device)[None, :] < lengths[:, None]

@@ -1,0 +1,1 @@
+"""Training: loss, optimiser and schedules, checkpoints, the trainer loop."""

@@ -1,0 +1,300 @@
+"""The training loop: train_step, validate, checkpoint, resume. Only the trainer talks to loggers."""
+from __future__ import annotations
+
+import logging
+import math
+import signal
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from nmt.data.batching import Batch
+from nmt.evaluation.evaluate import DecodeSettings, evaluate_texts
+from nmt.logging import RunLogger
+from nmt.models.seq2seq import Seq2Seq
+from nmt.training import checkpoint as ckpt
+from nmt.training.loss import label_smoothed_loss
+from nmt.training.optim import OptimSettings, Scheduler, build_optimizer
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainSettings:
+    """Mirrors configs/trainer/*.yaml."""
+    device: str
+    max_tokens: int
+    accum_steps: int
+    max_steps: int
+    max_epochs: int
+    max_time_s: float
+    amp: bool
+    valid_every: int
+    save_every: int
+    valid_max_sentences: int
+    log_every: int
+    patience: int
+    beam_size: int
+    length_penalty: float
+    max_len_a: float
+    max_len_b: int
+    keep_last: int
+    resume: bool
+    num_threads: int
+    max_nonfinite: int = 20  # consecutive non-finite steps before the run stops
+
+    def __post_init__(self):
+        for key in ("max_tokens", "accum_steps", "valid_every", "save_every", "log_every", "keep_last"):
+            if getattr(self, key) < 1:
+                raise ValueError(f"trainer.{key} must be >= 1, got {getattr(self, key)}")
+
+
+@dataclass
+class Progress:
+    """Plain counters saved in every checkpoint (so a resumed run continues exactly)."""
+    step: int = 0
+    epoch: int = 0
+    elapsed_s: float = 0.0   # wall time, validation included
+    train_s: float = 0.0     # time inside training steps only (for tokens/s)
+    tokens: int = 0
+    best_bleu: float = -1.0
+    best_step: int = 0
+    best_elapsed_s: float = 0.0
+    bad_validations: int = 0
+    nonfinite_in_row: int = 0
+    stopped: str = ""
+    history: list = field(default_factory=list)
+
+
+@dataclass
+class ValidData:
+    batches: list[Batch]          # for the teacher-forced loss
+    src_ids: list[list[int]]      # for decoding
+    refs: list[str]               # raw references for sacreBLEU
+
+
+class Trainer:
+    def __init__(self, model: Seq2Seq, optim: OptimSettings, settings: TrainSettings, batches, valid,
+                 src_tok, tgt_tok, run_dir: Path, logger: RunLogger, meta: dict, progress_bar: bool):
+        self.model, self.s, self.o = model, settings, optim
+        self.device = torch.device(settings.device)
+        self.optimizer = build_optimizer(model, optim, self.device)
+        self.scheduler = Scheduler(self.optimizer, optim)
+        self.batches, self.valid, self.src_tok, self.tgt_tok = batches, valid, src_tok, tgt_tok
+        self.run_dir, self.logger, self.meta = Path(run_dir), logger, meta
+        self.progress, self.progress_bar = Progress(), progress_bar
+        self.decode = DecodeSettings(1, settings.length_penalty, settings.max_len_a, settings.max_len_b, 200)
+
+    # ---------------------------------------------------------------- one step
+    def train_step(self, micro: list[Batch]) -> dict[str, torch.Tensor]:
+        """One optimiser step over `accum_steps` micro-batches; loss normalised by all their tokens."""
+        total = sum(b.n_tgt_tokens for b in micro)
+        loss_sum = nll_sum = torch.zeros((), device=self.device)
+        for b in micro:
+            b = b.to(self.device, non_blocking=True)
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.s.amp):
+                out, _ = self.model(b.src, b.src_lengths, b.tgt_in)
+            loss, nll = label_smoothed_loss(out.hidden, b.tgt_out, self.tgt_tok.pad_id, self.o.label_smoothing)
+            (loss / total).backward()
+            loss_sum, nll_sum = loss_sum + loss.detach(), nll_sum + nll.detach()
+        norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.o.clip_grad_norm)
+        lr = self.scheduler.step(self.progress.step + 1)
+        if torch.isfinite(norm) and torch.isfinite(loss_sum):  # one sync per step: skip bad updates
+            self.optimizer.step()
+            self.progress.nonfinite_in_row = 0
+        else:
+            self.progress.nonfinite_in_row += 1
+            log.warning("step %d: non-finite loss or gradient, update skipped (%d in a row)",
+                        self.progress.step + 1, self.progress.nonfinite_in_row)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.progress.step += 1
+        self.progress.tokens += total
+        return {"loss": loss_sum / total, "nll": nll_sum / total, "grad_norm": norm, "lr": lr, "tokens": total}
+
+    # ---------------------------------------------------------------- validation
+    @torch.no_grad()
+    def validation_loss(self) -> float:
+        self.model.eval()
+        loss = ntok = 0.0
+        for b in self.valid.batches:
+            b = b.to(self.device)
+            out, _ = self.model(b.src, b.src_lengths, b.tgt_in)
+            _, nll = label_smoothed_loss(out.hidden, b.tgt_out, self.tgt_tok.pad_id, 0.0)
+            loss, ntok = loss + float(nll), ntok + b.n_tgt_tokens
+        return loss / max(ntok, 1)
+
+    def validate(self) -> dict:
+        """Val loss/ppl (teacher forcing) and BLEU/chrF/TER of greedy output."""
+        nll = self.validation_loss()
+        n = self.s.valid_max_sentences or len(self.valid.src_ids)
+        scores, texts = evaluate_texts(self.model, self.valid.src_ids[:n], self.valid.refs[:n],
+                                       self.tgt_tok, self.decode, self.device)
+        self.model.train()
+        return {"loss": nll, "ppl": math.exp(min(nll, 50)), **scores, "hyps": texts}
+
+    def after_validation(self, result: dict) -> bool:
+        """Log, early-stopping bookkeeping, best checkpoint. Returns True to stop."""
+        p = self.progress
+        record = {"step": p.step, "elapsed_s": round(p.elapsed_s, 1),
+                  **{k: result[k] for k in ("loss", "ppl", "bleu", "chrf", "ter")}}
+        p.history.append(record)
+        self.logger.scalars({f"valid/{k}": result[k] for k in ("loss", "ppl", "bleu", "chrf", "ter")}, p.step)
+        self.scheduler.validation(result["bleu"])
+        improved = result["bleu"] > p.best_bleu
+        if improved:
+            p.best_bleu, p.best_step, p.best_elapsed_s, p.bad_validations = result["bleu"], p.step, p.elapsed_s, 0
+            (self.run_dir / "valid.hyp.txt").write_text("\n".join(result["hyps"]) + "\n")
+        else:
+            p.bad_validations += 1
+        log.info("step %d valid: bleu %.2f chrf %.2f ppl %.2f%s", p.step, result["bleu"], result["chrf"],
+                 result["ppl"], " (best)" if improved else f" ({p.bad_validations}/{self.s.patience} no gain)")
+        self.save(best=improved)
+        return p.bad_validations >= self.s.patience
+
+    # ---------------------------------------------------------------- checkpoints
+    def state(self) -> dict:
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(), "sampler": self.batches.sampler.state_dict(),
+                "progress": asdict(self.progress), "rng": ckpt.rng_state(), "meta": self.meta}
+
+    def save(self, best: bool = False) -> bool:
+        """Atomic writes; a failed write (disk full, ...) keeps the previous checkpoints and says so."""
+        state = self.state()
+        try:
+            ckpt.save_step(state, self.run_dir / "checkpoints", self.progress.step, self.s.keep_last)
+            if best:
+                ckpt.atomic_save({"model": state["model"], "meta": self.meta, "step": self.progress.step},
+                                 self.run_dir / "checkpoints" / "best.pt")
+        except OSError as e:
+            kept = [p.name for p in ckpt.step_checkpoints(self.run_dir / "checkpoints")]
+            log.error("checkpoint write at step %d failed (%s); previous checkpoints kept intact: %s",
+                      self.progress.step, e, kept or "none")
+            return False
+        return True
+
+    def restore(self, state: dict) -> None:
+        """Continue exactly: weights, optimiser, schedule, data position, early stopping, RNGs."""
+        check_meta(state["meta"], self.meta)
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.batches.sampler.load_state_dict(state["sampler"])
+        self.progress = Progress(**state["progress"])
+        ckpt.set_rng_state(state["rng"])
+
+    # ---------------------------------------------------------------- the loop
+    def fit(self) -> Progress:
+        """Train until max_steps / max_epochs / max_time_s / early stopping / SIGTERM or SIGINT."""
+        with StopOnSignal() as self.signal:
+            return self._fit()
+
+    def _fit(self) -> Progress:
+        self.model.train()
+        bar = tqdm(total=self.s.max_steps, initial=self.progress.step, disable=not self.progress_bar,
+                   desc="train", dynamic_ncols=True)
+        while not self.progress.stopped:
+            self.batches.sampler.set_epoch(self.progress.epoch)
+            self.run_epoch(bar)
+            if not self.progress.stopped:
+                self.progress.epoch += 1
+                if self.progress.epoch >= self.s.max_epochs:
+                    self.progress.stopped = "max_epochs"
+        bar.close()
+        if self.interrupted:
+            return self.progress
+        if self.progress.history and self.progress.history[-1]["step"] != self.progress.step:
+            self.after_validation(self.validate())
+        log.info("training stopped (%s) at step %d", self.progress.stopped, self.progress.step)
+        return self.progress
+
+    def run_epoch(self, bar) -> None:
+        """Iterate the rest of this epoch (a resumed sampler yields only the remaining batches)."""
+        micro, window, t0 = [], [], time.perf_counter()
+        for batch in self.batches:
+            micro.append(batch)
+            if len(micro) < self.s.accum_steps:
+                continue
+            window.append(self.train_step(micro))
+            micro = []
+            now = time.perf_counter()
+            self.progress.elapsed_s += now - t0
+            self.progress.train_s += now - t0
+            bar.update(1)
+            if self.progress.step % self.s.log_every == 0:
+                self.log_train(window)
+                window = []
+            if self.check_stop(bar):
+                return
+            t0 = time.perf_counter()
+
+    @property
+    def interrupted(self) -> bool:
+        return self.progress.stopped.startswith(("interrupted", "non-finite"))
+
+    def check_stop(self, bar) -> bool:
+        """Validation, periodic checkpoints and every stopping rule; called after each step."""
+        p, s = self.progress, self.s
+        if self.signal.received or p.nonfinite_in_row >= s.max_nonfinite:
+            p.stopped = (f"interrupted by {self.signal.received}" if self.signal.received else
+                         f"non-finite loss/gradient in {p.nonfinite_in_row} steps in a row: lower optim.lr, "
+                         "check the data, or disable trainer.amp")
+            self.save()
+            return True
+        if p.step % s.valid_every == 0:
+            t = time.perf_counter()
+            stop = self.after_validation(self.validate())
+            p.elapsed_s += time.perf_counter() - t
+            bar.set_postfix(bleu=p.best_bleu)
+            if stop:
+                p.stopped = f"early stopping: no BLEU gain in {s.patience} validations"
+        elif p.step % s.save_every == 0:
+            self.save()
+        if not p.stopped and p.step >= s.max_steps:
+            p.stopped = "max_steps"
+        if not p.stopped and p.elapsed_s >= s.max_time_s:
+            p.stopped = "max_time_s"
+        return bool(p.stopped)
+
+    def log_train(self, window: list[dict]) -> None:
+        """Sync once per log_every steps: mean loss/ppl/grad norm, lr, tokens/s."""
+        if not window:
+            return
+        n = len(window)
+        loss = float(torch.stack([w["loss"] for w in window]).mean())
+        nll = float(torch.stack([w["nll"] for w in window]).mean())
+        norm = float(torch.stack([w["grad_norm"] for w in window]).mean())
+        tok_s = self.progress.tokens / max(self.progress.train_s, 1e-9)
+        self.logger.scalars({"train/loss": loss, "train/ppl": math.exp(min(nll, 50)), "train/grad_norm": norm,
+                             "train/lr": window[-1]["lr"], "train/tokens_per_s": tok_s,
+                             "train/epoch": self.progress.epoch}, self.progress.step)
+        log.debug("step %d loss %.3f (%d steps)", self.progress.step, loss, n)
+
+
+class StopOnSignal:
+    """SIGTERM/SIGINT set a flag; the loop finishes the current step, checkpoints and returns."""
+
+    def __enter__(self) -> "StopOnSignal":
+        self.received = ""
+        self.previous = {sig: signal.signal(sig, self._handle) for sig in (signal.SIGTERM, signal.SIGINT)}
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        if self.received:  # a second signal: stop now
+            raise KeyboardInterrupt
+        self.received = signal.Signals(signum).name
+        log.warning("%s received: finishing this step and writing a checkpoint", self.received)
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+
+
+def check_meta(saved: dict, current: dict) -> None:
+    """Refuse a checkpoint of another model or vocabulary, naming what differs."""
+    diffs = [f"{k}: checkpoint {saved.get(k)!r} vs config {current.get(k)!r}"
+             for k in sorted(set(saved) | set(current)) if saved.get(k) != current.get(k)]
+    if diffs:
+        raise ckpt.CheckpointError("checkpoint does not match this run's config:\n  " + "\n  ".join(diffs))

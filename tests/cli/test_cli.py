@@ -1,0 +1,79 @@
+"""The console scripts end to end on a slice of real Multi30k: train, checkpoint, evaluate, translate."""
+import gzip
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+TRAIN = ["model.encoder.emb_size=32", "model.encoder.hidden_size=32", "model.decoder.emb_size=32",
+         "model.decoder.hidden_size=48", "data.tokenizer.vocab_size=400", "trainer.max_steps=12",
+         "trainer.valid_every=6", "trainer.log_every=3", "trainer.max_tokens=600", "trainer.beam_size=2",
+         "trainer.valid_max_sentences=20", "logger.progress_bar=false", "optim.warmup_steps=2"]
+
+
+def slice_multi30k(src_root: Path, dst_root: Path, n: dict) -> Path:
+    (dst_root / "multi30k").mkdir(parents=True)
+    for split, count in n.items():
+        for lang in ("de", "en"):
+            with gzip.open(src_root / "multi30k" / f"{split}.{lang}.gz", "rt", encoding="utf-8") as f:
+                lines = [next(f) for _ in range(count)]
+            with gzip.open(dst_root / "multi30k" / f"{split}.{lang}.gz", "wt", encoding="utf-8") as f:
+                f.writelines(lines)
+    return dst_root
+
+
+def cli(module: str, *args: str, stdin: str | None = None, env=None) -> subprocess.CompletedProcess:
+    proc = subprocess.run([sys.executable, "-m", f"nmt.cli.{module}", *args], input=stdin, text=True,
+                          capture_output=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+@pytest.fixture(scope="module")
+def trained_run(multi30k_root, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("cli")
+    root = slice_multi30k(multi30k_root, tmp / "data", {"train": 400, "val": 40, "test_2016_flickr": 30})
+    env = {**os.environ, "NMT_CACHE_DIR": str(tmp / "cache")}
+    run_dir = tmp / "run"
+    cli("train", f"data.root={root}", f"run_dir={run_dir}", *TRAIN, env=env)
+    return run_dir, root, env
+
+
+def test_train_writes_checkpoints_metrics_and_events(trained_run):
+    run_dir, _, _ = trained_run
+    assert (run_dir / "checkpoints" / "best.pt").is_file()
+    assert sorted(p.name for p in (run_dir / "checkpoints").glob("step_*.pt")) == ["step_12.pt", "step_6.pt"]
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["steps"] == 12 and len(metrics["history"]) == 2
+    assert metrics["test"]["bleu_signature"].startswith("nrefs:1|case:mixed")
+    assert len((run_dir / "test.beam.hyp.txt").read_text().splitlines()) == 30
+    assert list((run_dir / "tb").glob("events.out.tfevents.*"))
+
+
+def test_evaluate_prints_scores_and_writes_hypotheses(trained_run):
+    run_dir, root, env = trained_run
+    out = cli("evaluate", f"run_dir={run_dir}", "split=test", "beam_size=2", env=env).stdout
+    result = json.loads(out[out.index("{"):])
+    assert result["sentences"] == 30 and "tok:13a" in result["bleu_signature"]
+    assert 0 <= result["bleu"] <= 100 and 0 <= result["chrf"] <= 100
+    assert len(Path(result["hypotheses"]).read_text().splitlines()) == 30
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert result["bleu"] == metrics["test"]["bleu"]  # same checkpoint, beam and data as the final eval
+
+
+def test_translate_keeps_order_and_empty_lines(trained_run):
+    run_dir, _, env = trained_run
+    out = cli("translate", f"run_dir={run_dir}", "beam_size=2",
+              stdin="Ein Hund läuft im Schnee.\n\nZwei Männer spielen Fußball.\n", env=env).stdout
+    lines = out.split("\n")[:-1]
+    assert len(lines) == 3 and lines[1] == "" and lines[0] and lines[2]
+
+
+def test_refuses_a_run_dir_holding_another_run(trained_run):
+    run_dir, root, env = trained_run
+    proc = subprocess.run([sys.executable, "-m", "nmt.cli.train", f"data.root={root}", f"run_dir={run_dir}",
+                           *TRAIN], capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode != 0 and "trainer.resume=true" in proc.stderr

@@ -1,0 +1,46 @@
+"""Shared fixtures: where the real Multi30k lives (NMT_DATA_DIR, else ../shared/data)."""
+from __future__ import annotations
+
+import gzip
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def data_root() -> Path | None:
+    for candidate in (os.environ.get("NMT_DATA_DIR"), REPO.parent / "shared" / "data", REPO / "data"):
+        if candidate and (Path(candidate) / "multi30k" / "val.de.gz").is_file():
+            return Path(candidate)
+    return None
+
+
+@pytest.fixture(scope="session")
+def multi30k_root() -> Path:
+    root = data_root()
+    if root is None:
+        pytest.skip("Multi30k not found: set NMT_DATA_DIR to a directory holding multi30k/*.gz")
+    return root
+
+
+def read_pairs(root: Path, split: str, src: str, tgt: str, n: int) -> list[tuple[str, str]]:
+    def lines(lang):
+        with gzip.open(root / "multi30k" / f"{split}.{lang}.gz", "rt", encoding="utf-8") as f:
+            return [next(f).strip() for _ in range(n)]
+    return list(zip(lines(src), lines(tgt)))
+
+
+@pytest.fixture(scope="session")
+def real_pairs(multi30k_root) -> list[tuple[str, str]]:
+    """Eight real de-en pairs from the Multi30k validation set."""
+    return read_pairs(multi30k_root, "val", "de", "en", 8)
+
+
+@pytest.fixture(autouse=True)
+def _deterministic():
+    torch.manual_seed(0)
+    torch.set_num_threads(2)
+    yield

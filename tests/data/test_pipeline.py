@@ -1,0 +1,111 @@
+"""prepare_data / make_batches on small real slices and the toy corpus; the data configs load."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+
+from nmt.data import tokenizer as tok_mod
+from nmt.data.corpus import TextDirCorpus, ToyCorpus
+from nmt.data.pipeline import DataBundle, make_batches, prepare_data
+from nmt.data.tokenizer import SubwordTokenizer
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "data"
+SPLITS = {"train": "train", "valid": "valid", "test": "test"}
+TOKENIZER = {"model_type": "unigram", "vocab_size": 1000, "joint": True, "character_coverage": 1.0}
+
+
+def prepare_small(corpus_dir: Path, cache: Path, max_len: int = 12) -> DataBundle:
+    return prepare_data(TextDirCorpus(str(corpus_dir), "de", "en"), SPLITS, TOKENIZER, max_len, str(cache))
+
+
+def test_prepare_data_adds_ids_and_filters_only_train(small_text_dir, tmp_path, caplog):
+    with caplog.at_level(logging.INFO, logger="nmt.data.pipeline"):
+        data = prepare_small(small_text_dir, tmp_path / "cache")
+    n_dropped = data.dropped["train"]
+    assert 0 < n_dropped < 300 and data.dropped["valid"] == data.dropped["test"] == 0
+    assert f"dropped {n_dropped} of 300 training pairs longer than max_len=12" in caplog.text
+    assert len(data.train) == 300 - n_dropped and len(data.valid) == 50 and len(data.test) == 50
+    for ds in (data.train, data.valid, data.test):
+        assert ds.column_names == ["src", "tgt", "src_ids", "tgt_ids"]
+    assert max(len(s) for s in data.train["src_ids"]) <= 12 and max(len(t) for t in data.train["tgt_ids"]) <= 12
+    assert max(len(s) for s in data.valid["src_ids"]) > 12  # valid keeps its long sentences
+    row = data.valid[7]
+    assert row["src_ids"] == data.src_tok.encode([row["src"]])[0]
+    assert row["tgt_ids"] == data.tgt_tok.encode([row["tgt"]])[0]
+    assert isinstance(data.src_tok, SubwordTokenizer) and data.src_tok is data.tgt_tok
+
+
+def test_second_run_reuses_tokenizers_and_arrow_cache(small_text_dir, tmp_path, monkeypatch):
+    first = prepare_small(small_text_dir, tmp_path / "cache")
+    arrow = sorted(p.name for p in (tmp_path / "cache" / "ids").glob("*.arrow"))
+    assert [name.split("-")[0] for name in arrow] == ["test", "train", "valid"]
+
+    def fail(*args, **kwargs):
+        raise AssertionError("recomputed instead of using the cache")
+
+    monkeypatch.setattr(tok_mod, "train_sentencepiece", fail)
+    monkeypatch.setattr(SubwordTokenizer, "encode", fail)
+    second = prepare_small(small_text_dir, tmp_path / "cache")
+    assert second.train["src_ids"][:] == first.train["src_ids"][:] and second.dropped == first.dropped
+    assert sorted(p.name for p in (tmp_path / "cache" / "ids").glob("*.arrow")) == arrow
+
+
+def test_changed_text_is_encoded_again(small_text_dir, tmp_path):
+    prepare_small(small_text_dir, tmp_path / "cache")
+    (small_text_dir / "test.en.gz").unlink()
+    (small_text_dir / "test.en").write_text("".join(f"A dog number {i}.\n" for i in range(50)), encoding="utf-8")
+    data = prepare_small(small_text_dir, tmp_path / "cache")
+    assert data.test[3]["tgt"] == "A dog number 3."
+    assert len(list((tmp_path / "cache" / "ids").glob("test-*.arrow"))) == 2
+
+
+def test_make_batches_covers_the_split_with_matching_rows(small_text_dir, tmp_path):
+    data = prepare_small(small_text_dir, tmp_path / "cache", max_len=100)
+    tok = data.tgt_tok
+    batches = make_batches(data.train, 250, True, 0, tok.pad_id, tok.bos_id, tok.eos_id)
+    rows = []
+    for batch in batches:
+        assert batch.src.numel() <= 250 and batch.tgt_out.numel() <= 250
+        for j, i in enumerate(batch.indices.tolist()):
+            assert batch.tgt_out[j, : batch.tgt_out.size(1)].tolist()[: len(data.train[i]["tgt_ids"]) + 1] == \
+                data.train[i]["tgt_ids"] + [tok.eos_id]
+            rows.append(i)
+    assert sorted(rows) == list(range(len(data.train)))
+
+
+def test_make_batches_indices_refer_to_the_filtered_split(small_text_dir, tmp_path):
+    data = prepare_small(small_text_dir, tmp_path / "cache", max_len=10)
+    tok = data.src_tok
+    for batch in make_batches(data.train, 200, False, 0, tok.pad_id, tok.bos_id, tok.eos_id):
+        for j, i in enumerate(batch.indices.tolist()):
+            n = int(batch.src_lengths[j])
+            assert batch.src[j, :n].tolist() == data.train[i]["src_ids"]
+
+
+def test_splits_must_name_train_valid_and_test(tmp_path):
+    with pytest.raises(ValueError, match="data.splits lacks \\['test'\\]"):
+        prepare_data(ToyCorpus("copy", 10, 5, 1, 3, 0), {"train": "train", "valid": "valid"}, TOKENIZER, 50,
+                     str(tmp_path))
+
+
+def test_toy_config_prepares_end_to_end(tmp_path, monkeypatch):
+    monkeypatch.setenv("NMT_CACHE_DIR", str(tmp_path / "cache"))
+    cfg = OmegaConf.create({"data": OmegaConf.load(CONFIGS / "toy.yaml")}).data
+    data = prepare_data(instantiate(cfg.corpus), dict(cfg.splits), OmegaConf.to_container(cfg.tokenizer),
+                        cfg.max_len, cfg.cache_dir)
+    assert len(data.train) == cfg.corpus.size and len(data.valid) == cfg.corpus.eval_size
+    assert data.src_tok.decode(data.valid["tgt_ids"][:5]) == data.valid["tgt"][:5]
+    assert (tmp_path / "cache" / "tokenizers").is_dir()
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in CONFIGS.glob("multi30k_*.yaml")))
+def test_multi30k_configs_load_real_validation_data(name, multi30k_root):
+    cfg = OmegaConf.create({"data": OmegaConf.load(CONFIGS / f"{name}.yaml")}).data
+    cfg.root = str(multi30k_root)
+    corpus = instantiate(cfg.corpus)
+    assert (corpus.src_lang, corpus.tgt_lang) == tuple(name.split("_")[1:])
+    assert len(corpus.load(cfg.splits.valid)) == 1014 and len(corpus.load(cfg.splits.test)) == 1000

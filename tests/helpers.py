@@ -1,0 +1,72 @@
+"""Test helpers: compose the real configs with tiny sizes; a word-level vocabulary for real pairs."""
+from __future__ import annotations
+
+import torch
+from hydra import compose, initialize_config_dir
+
+from nmt.cli.common import config_dir
+from nmt.models.build import build_model
+
+PAD, UNK, BOS, EOS = 0, 1, 2, 3
+
+TINY_RNN = ["model.encoder.emb_size=16", "model.encoder.hidden_size=16", "model.decoder.emb_size=16",
+            "model.decoder.hidden_size=24", "model.encoder.dropout=0.0", "model.decoder.dropout=0.0"]
+
+
+def compose_cfg(overrides: list[str], name: str = "train"):
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        return compose(config_name=name, overrides=overrides)
+
+
+def tiny_model(overrides: list[str], src_vocab: int = 30, tgt_vocab: int = 30, base=TINY_RNN):
+    cfg = compose_cfg(["trainer=cpu", *base, *overrides], "train")
+    return build_model(cfg.model, src_vocab, tgt_vocab, PAD)
+
+
+class WordVocab:
+    """Whitespace tokens -> ids, with the sentencepiece special ids' layout."""
+
+    def __init__(self, sentences: list[str]):
+        words = sorted({w for s in sentences for w in s.split()})
+        self.itos = ["<pad>", "<unk>", "<s>", "</s>", *words]
+        self.stoi = {w: i for i, w in enumerate(self.itos)}
+
+    def __len__(self):
+        return len(self.itos)
+
+    def encode(self, s: str) -> list[int]:
+        return [self.stoi.get(w, UNK) for w in s.split()]
+
+
+def pad_batch(seqs: list[list[int]], bos: bool = False, eos: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """-> (B, T) padded ids, (B,) lengths."""
+    seqs = [([BOS] if bos else []) + s + ([EOS] if eos else []) for s in seqs]
+    out = torch.full((len(seqs), max(map(len, seqs))), PAD, dtype=torch.long)
+    for i, s in enumerate(seqs):
+        out[i, : len(s)] = torch.tensor(s)
+    return out, torch.tensor([len(s) for s in seqs])
+
+
+def real_batch(pairs: list[tuple[str, str]]):
+    """Word-level tensors for real pairs: src (+eos), tgt_in (bos+), tgt_out (+eos)."""
+    sv, tv = WordVocab([s for s, _ in pairs]), WordVocab([t for _, t in pairs])
+    src, src_len = pad_batch([sv.encode(s) for s, _ in pairs], eos=True)
+    tgt_in, _ = pad_batch([tv.encode(t) for _, t in pairs], bos=True)
+    tgt_out, _ = pad_batch([tv.encode(t) for _, t in pairs], eos=True)
+    return sv, tv, src, src_len, tgt_in, tgt_out
+
+
+def overfit(model, src, src_len, tgt_in, tgt_out, steps: int, lr: float = 0.01) -> float:
+    """Full-batch Adam on one batch; returns the final mean token NLL."""
+    from nmt.training.loss import label_smoothed_loss
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    model.train()
+    ntok = int((tgt_out != PAD).sum())
+    for _ in range(steps):
+        out, _ = model(src, src_len, tgt_in)
+        loss, nll = label_smoothed_loss(out.hidden, tgt_out, PAD, 0.0)
+        opt.zero_grad()
+        (loss / ntok).backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+    return float(nll) / ntok

@@ -1,0 +1,74 @@
+"""Every config composes and instantiates; bad choices and values fail before training, naming the fix."""
+from pathlib import Path
+
+import pytest
+from helpers import compose_cfg
+from hydra.errors import MissingConfigException
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+
+from nmt.cli.common import config_dir
+from nmt.models.build import build_model
+from nmt.training.optim import OptimSettings
+from nmt.training.trainer import TrainSettings
+
+CONFIGS = Path(config_dir())
+
+
+def options(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONFIGS / group).glob("*.yaml"))
+
+
+@pytest.mark.parametrize("model", options("model"))
+def test_every_model_config_builds(model):
+    cfg = compose_cfg([f"model={model}", "trainer=cpu"])
+    net = build_model(cfg.model, 97, 89, 0)
+    assert net.generator.out_features == 89 and net.num_parameters() > 0
+
+
+@pytest.mark.parametrize("attention", options("model/attention"))
+def test_every_attention_config_builds_in_the_rnn(attention):
+    cfg = compose_cfg([f"model/attention={attention}", "trainer=cpu"])
+    assert build_model(cfg.model, 50, 50, 0).decoder.attention is not None
+
+
+@pytest.mark.parametrize("group", ["optim", "trainer"])
+def test_every_optim_and_trainer_config_validates(group):
+    for name in options(group):
+        cfg = compose_cfg([f"{group}={name}"] + ([] if group == "trainer" else ["trainer=cpu"]))
+        OptimSettings(**OmegaConf.to_container(cfg.optim))
+        TrainSettings(**OmegaConf.to_container(cfg.trainer))
+
+
+@pytest.mark.parametrize("data", options("data"))
+def test_every_data_config_composes_and_its_corpus_instantiates(data, tmp_path):
+    cfg = compose_cfg([f"data={data}", "trainer=cpu", f"data.root={tmp_path}"])
+    corpus = instantiate(cfg.data.corpus)
+    assert hasattr(corpus, "load") and set(cfg.data.splits) == {"train", "valid", "test"}
+
+
+@pytest.mark.parametrize("name", options("experiment"))
+def test_every_experiment_composes(name):
+    cfg = compose_cfg([f"+experiment={name}", "trainer=cpu"])
+    build_model(cfg.model, 60, 60, 0)
+
+
+def test_wrong_choice_lists_the_options():
+    with pytest.raises(MissingConfigException) as err:
+        compose_cfg(["model/attention=luong_nope", "trainer=cpu"])
+    assert "luong_general" in str(err.value) and "bahdanau" in str(err.value)
+
+
+@pytest.mark.parametrize("override,message", [
+    ("optim.name=sgd", "optim.name must be one of"),
+    ("optim.schedule=cosine", "optim.schedule must be one of"),
+    ("trainer.max_tokens=0", "trainer.max_tokens must be >= 1"),
+    ("model.encoder.cell=transformer", "cell must be one of"),
+    ("model.attention.flow=joey", "flow must be one of"),
+])
+def test_bad_values_fail_with_the_option_named(override, message):
+    cfg = compose_cfg([override, "trainer=cpu"])
+    with pytest.raises(ValueError, match=message):
+        OptimSettings(**OmegaConf.to_container(cfg.optim))
+        TrainSettings(**OmegaConf.to_container(cfg.trainer))
+        build_model(cfg.model, 50, 50, 0)
