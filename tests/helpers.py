@@ -69,4 +69,23 @@ def overfit(model, src, src_len, tgt_in, tgt_out, steps: int, lr: float = 0.01) 
         (loss / ntok).backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
-    return float(nll) / ntok
+    return float(nll.detach()) / ntok
+
+
+TOY_TRAIN = ["data=toy", "data.corpus.size=300", "data.corpus.eval_size=20", "trainer=cpu",
+             *TINY_RNN, "trainer.max_tokens=400", "trainer.log_every=2", "trainer.valid_every=1000",
+             "trainer.save_every=5", "trainer.beam_size=2", "logger.progress_bar=false",
+             "optim.warmup_steps=5", "trainer.keep_last=3"]
+
+
+def toy_cfg(run_dir, cache_dir, overrides: list[str]):
+    """A composed train config on the generated toy task with a tiny RNN."""
+    return compose_cfg([*TOY_TRAIN, f"run_dir={run_dir}", f"data.cache_dir={cache_dir}", *overrides])
+
+
+def tb_scalars(run_dir, tag: str) -> dict[int, float]:
+    """step -> value of a scalar, read back with TensorBoard's own reader (purged steps dropped)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    acc = EventAccumulator(str(run_dir / "tb"), size_guidance={"scalars": 0})
+    acc.Reload()
+    return {e.step: e.value for e in acc.Scalars(tag)}

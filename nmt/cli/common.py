@@ -20,8 +20,12 @@ def config_dir() -> str:
 
 
 def setup_logging() -> None:
-    logging.basicConfig(level=logging.INFO, format="[%(asctime)s %(name)s] %(message)s",
-                        datefmt="%H:%M:%S", stream=sys.stderr, force=True)
+    """Console logging unless someone (Hydra's job_logging, pytest) already set handlers up."""
+    root = logging.getLogger()
+    if not root.handlers:
+        logging.basicConfig(level=logging.INFO, format="[%(asctime)s %(name)s] %(message)s",
+                            datefmt="%H:%M:%S", stream=sys.stderr)
+    root.setLevel(min(root.level, logging.INFO) if root.level else logging.INFO)
 
 
 def seed_everything(seed: int) -> None:

@@ -1,6 +1,7 @@
 """build_model: the one place where data-dependent sizes meet the model config."""
 from __future__ import annotations
 
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
@@ -8,6 +9,7 @@ from torch import nn
 from nmt.models.seq2seq import Seq2Seq
 
 FAMILIES = ("rnn", "transformer", "hybrid")
+ATTENTION_SLOTS = ("self_attention", "cross_attention")  # Transformer encoder/decoder nodes
 
 
 def build_attention(cfg: DictConfig, query_dim: int, key_dim: int) -> tuple[nn.Module, str]:
@@ -17,14 +19,36 @@ def build_attention(cfg: DictConfig, query_dim: int, key_dim: int) -> tuple[nn.M
     return instantiate(node, query_dim=query_dim, key_dim=key_dim), flow
 
 
+def build_part(cfg: DictConfig, name: str, vocab_size: int, pad_id: int, **kwargs) -> nn.Module:
+    """Instantiate an encoder/decoder node (`name` = its config key, for error messages).
+
+    A Transformer node's attention slots (ATTENTION_SLOTS) hold one attention config each; every
+    slot becomes one module per layer (query_dim = key_dim = d_model), passed as a list under the
+    slot's name, so the modules stay Hydra-free and each slot has its own heads/score/window.
+    """
+    node = OmegaConf.to_container(cfg, resolve=True)
+    for slot in [s for s in ATTENTION_SLOTS if s in node]:
+        attention = OmegaConf.create(node.pop(slot))
+        d_model, heads = node["d_model"], attention.get("num_heads", 1)
+        if d_model % heads:
+            raise ValueError(f"{name}.d_model={d_model} is not divisible by "
+                             f"{name}.{slot}.num_heads={heads}")
+        kwargs[slot] = [build_attention(attention, d_model, d_model)[0] for _ in range(node["num_layers"])]
+    try:
+        return instantiate(node, vocab_size=vocab_size, pad_id=pad_id, **kwargs)
+    except InstantiationException as err:  # surface the module's own ValueError, which names the key
+        if isinstance(err.__cause__, ValueError):
+            raise err.__cause__ from None
+        raise
+
+
 def build_model(cfg: DictConfig, src_vocab: int, tgt_vocab: int, pad_id: int) -> Seq2Seq:
     """cfg = the `model` node. Raises ValueError with the valid options on a bad config."""
     if cfg.family not in FAMILIES:
         raise ValueError(f"model.family must be one of {FAMILIES}, got {cfg.family!r}")
-    encoder = instantiate(cfg.encoder, vocab_size=src_vocab, pad_id=pad_id)
+    encoder = build_part(cfg.encoder, "model.encoder", src_vocab, pad_id)
     if cfg.family == "transformer":
-        decoder = instantiate(cfg.decoder, vocab_size=tgt_vocab, pad_id=pad_id,
-                              enc_dim=encoder.output_dim)
+        decoder = build_part(cfg.decoder, "model.decoder", tgt_vocab, pad_id, enc_dim=encoder.output_dim)
     else:  # rnn and hybrid: an RNN decoder with any attention of model/attention/
         attention, flow = build_attention(cfg.attention, cfg.decoder.hidden_size, encoder.output_dim)
         final_dim = getattr(encoder, "final_dim", None) or encoder.output_dim

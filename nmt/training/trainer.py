@@ -44,7 +44,7 @@ class TrainSettings:
     keep_last: int
     resume: bool
     num_threads: int
-    max_nonfinite: int = 20  # consecutive non-finite steps before the run stops
+    max_nonfinite: int
 
     def __post_init__(self):
         for key in ("max_tokens", "accum_steps", "valid_every", "save_every", "log_every", "keep_last"):
@@ -66,6 +66,7 @@ class Progress:
     bad_validations: int = 0
     nonfinite_in_row: int = 0
     stopped: str = ""
+    log_window: list = field(default_factory=list)  # per-step scalars not yet logged (exact resume)
     history: list = field(default_factory=list)
 
 
@@ -86,6 +87,7 @@ class Trainer:
         self.batches, self.valid, self.src_tok, self.tgt_tok = batches, valid, src_tok, tgt_tok
         self.run_dir, self.logger, self.meta = Path(run_dir), logger, meta
         self.progress, self.progress_bar = Progress(), progress_bar
+        self.window: list[dict] = []  # train_step results since the last log line
         self.decode = DecodeSettings(1, settings.length_penalty, settings.max_len_a, settings.max_len_b, 200)
 
     # ---------------------------------------------------------------- one step
@@ -156,24 +158,29 @@ class Trainer:
 
     # ---------------------------------------------------------------- checkpoints
     def state(self) -> dict:
+        self.progress.log_window = [{k: float(v) for k, v in w.items()} for w in self.window]
         return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(), "sampler": self.batches.sampler.state_dict(),
                 "progress": asdict(self.progress), "rng": ckpt.rng_state(), "meta": self.meta}
 
     def save(self, best: bool = False) -> bool:
         """Atomic writes; a failed write (disk full, ...) keeps the previous checkpoints and says so."""
-        state = self.state()
-        try:
-            ckpt.save_step(state, self.run_dir / "checkpoints", self.progress.step, self.s.keep_last)
-            if best:
-                ckpt.atomic_save({"model": state["model"], "meta": self.meta, "step": self.progress.step},
-                                 self.run_dir / "checkpoints" / "best.pt")
-        except OSError as e:
-            kept = [p.name for p in ckpt.step_checkpoints(self.run_dir / "checkpoints")]
-            log.error("checkpoint write at step %d failed (%s); previous checkpoints kept intact: %s",
-                      self.progress.step, e, kept or "none")
-            return False
-        return True
+        state, ok = self.state(), True
+        ckpt_dir = self.run_dir / "checkpoints"
+        writes = [lambda: ckpt.save_step(state, ckpt_dir, self.progress.step, self.s.keep_last)]
+        if best:
+            writes.append(lambda: ckpt.atomic_save(
+                {"model": state["model"], "meta": self.meta, "step": self.progress.step}, ckpt_dir / "best.pt"))
+        for write in writes:
+            try:
+                write()
+            except OSError as e:
+                kept = [p.name for p in ckpt.step_checkpoints(ckpt_dir)] + (
+                    ["best.pt"] if (ckpt_dir / "best.pt").exists() else [])
+                log.error("checkpoint write at step %d failed (%s); previous checkpoints kept intact: %s",
+                          self.progress.step, e, kept or "none")
+                ok = False
+        return ok
 
     def restore(self, state: dict) -> None:
         """Continue exactly: weights, optimiser, schedule, data position, early stopping, RNGs."""
@@ -182,7 +189,8 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.batches.sampler.load_state_dict(state["sampler"])
-        self.progress = Progress(**state["progress"])
+        self.progress = Progress(**{**state["progress"], "stopped": ""})
+        self.window = [{k: torch.tensor(v) for k, v in w.items()} for w in self.progress.log_window]
         ckpt.set_rng_state(state["rng"])
 
     # ---------------------------------------------------------------- the loop
@@ -193,6 +201,8 @@ class Trainer:
 
     def _fit(self) -> Progress:
         self.model.train()
+        if self.progress.step >= self.s.max_steps:
+            self.progress.stopped = "max_steps"
         bar = tqdm(total=self.s.max_steps, initial=self.progress.step, disable=not self.progress_bar,
                    desc="train", dynamic_ncols=True)
         while not self.progress.stopped:
@@ -205,27 +215,27 @@ class Trainer:
         bar.close()
         if self.interrupted:
             return self.progress
-        if self.progress.history and self.progress.history[-1]["step"] != self.progress.step:
+        if not self.progress.history or self.progress.history[-1]["step"] != self.progress.step:
             self.after_validation(self.validate())
         log.info("training stopped (%s) at step %d", self.progress.stopped, self.progress.step)
         return self.progress
 
     def run_epoch(self, bar) -> None:
         """Iterate the rest of this epoch (a resumed sampler yields only the remaining batches)."""
-        micro, window, t0 = [], [], time.perf_counter()
+        micro, t0 = [], time.perf_counter()
         for batch in self.batches:
             micro.append(batch)
             if len(micro) < self.s.accum_steps:
                 continue
-            window.append(self.train_step(micro))
+            self.window.append(self.train_step(micro))
             micro = []
             now = time.perf_counter()
             self.progress.elapsed_s += now - t0
             self.progress.train_s += now - t0
             bar.update(1)
             if self.progress.step % self.s.log_every == 0:
-                self.log_train(window)
-                window = []
+                self.log_train(self.window)
+                self.window = []
             if self.check_stop(bar):
                 return
             t0 = time.perf_counter()
@@ -263,12 +273,11 @@ class Trainer:
         if not window:
             return
         n = len(window)
-        loss = float(torch.stack([w["loss"] for w in window]).mean())
-        nll = float(torch.stack([w["nll"] for w in window]).mean())
-        norm = float(torch.stack([w["grad_norm"] for w in window]).mean())
+        mean = lambda key: float(torch.stack([torch.as_tensor(w[key]) for w in window]).mean())  # noqa: E731
+        loss, nll, norm = mean("loss"), mean("nll"), mean("grad_norm")
         tok_s = self.progress.tokens / max(self.progress.train_s, 1e-9)
         self.logger.scalars({"train/loss": loss, "train/ppl": math.exp(min(nll, 50)), "train/grad_norm": norm,
-                             "train/lr": window[-1]["lr"], "train/tokens_per_s": tok_s,
+                             "train/lr": float(window[-1]["lr"]), "train/tokens_per_s": tok_s,
                              "train/epoch": self.progress.epoch}, self.progress.step)
         log.debug("step %d loss %.3f (%d steps)", self.progress.step, loss, n)
 

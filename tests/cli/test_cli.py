@@ -76,4 +76,4 @@ def test_refuses_a_run_dir_holding_another_run(trained_run):
     run_dir, root, env = trained_run
     proc = subprocess.run([sys.executable, "-m", "nmt.cli.train", f"data.root={root}", f"run_dir={run_dir}",
                            *TRAIN], capture_output=True, text=True, env=env, timeout=600)
-    assert proc.returncode != 0 and "trainer.resume=true" in proc.stderr
+    assert proc.returncode != 0 and "trainer.resume=true" in proc.stdout + proc.stderr

@@ -1,0 +1,162 @@
+"""The attention contract: AttentionOutput, the one masked softmax, and score functions.
+
+Every attention module of this package has one call signature::
+
+    out = attention(query, keys, values, mask, *, query_positions=None, need_weights=True)
+
+    query (B, Tq, Dq), keys (B, Tk, Dk), values (B, Tk, Dv)
+    mask  bool, broadcastable to (B, Tq, Tk), True = may attend (or None: attend everywhere)
+    -> AttentionOutput(context (B, Tq, Dv), weights (B, H, Tq, Tk), centres (B, Tq) | None)
+
+Score modules map ``query (..., Tq, Dq), keys (..., Tk, Dk) -> scores (..., Tq, Tk)``; the
+leading dimensions are free so multi-head attention can score (B, H, Tq, dh) per head.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+@dataclass
+class AttentionOutput:
+    """What every attention module returns.
+
+    context: (B, Tq, Dv) weights @ values (multi-head: after the output projection).
+    weights: (B, H, Tq, Tk) attention weights, H = 1 for single-head modules; rows sum to 1
+        over attended keys and are exactly 0 on masked keys (local_p: Gaussian-scaled, see
+        LocalAttention). Never None.
+    centres: (B, Tq) float window centres p_t of local_p attention, else None.
+    """
+
+    context: Tensor
+    weights: Tensor
+    centres: Tensor | None = None
+
+
+def masked_softmax(scores: Tensor, mask: Tensor | None, dim: int = -1) -> Tensor:
+    """Softmax over `dim` restricted to keys where `mask` is True.
+
+    scores: (..., Tq, Tk); mask: bool broadcastable to scores, True = attend, or None.
+    Masked keys get exactly 0. A row whose keys are all masked gives all zeros (not NaN),
+    and its gradient is zero (not NaN): masked scores are filled with the dtype's finite
+    minimum instead of -inf, so no `-inf - (-inf)` ever happens inside the softmax.
+    """
+    if mask is None:
+        return torch.softmax(scores, dim=dim)
+    filled = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)  # (..., Tq, Tk)
+    probs = torch.softmax(filled, dim=dim)  # all-masked rows are uniform here ...
+    return probs.masked_fill(~mask, 0.0)  # ... and exactly zero here
+
+
+def _require_equal_dims(name: str, query_dim: int, key_dim: int) -> None:
+    if query_dim != key_dim:
+        raise ValueError(
+            f"the {name!r} score needs query_dim == key_dim, got {query_dim} and {key_dim}; "
+            f"use 'general', 'concat' or 'additive' for different sizes")
+
+
+class DotScore(nn.Module):
+    """score(h_t, h_s) = h_t^T h_s (Luong et al. 2015, Eq. 8, 'dot'). Needs Dq == Dk."""
+
+    def __init__(self, query_dim: int, key_dim: int):
+        super().__init__()
+        _require_equal_dims("dot", query_dim, key_dim)
+
+    def forward(self, query: Tensor, keys: Tensor) -> Tensor:
+        """query (..., Tq, D), keys (..., Tk, D) -> (..., Tq, Tk)."""
+        return query @ keys.transpose(-1, -2)  # (..., Tq, Tk)
+
+
+class ScaledDotScore(nn.Module):
+    """score(q, k) = q^T k / sqrt(D) (Vaswani et al. 2017, Eq. 1). Needs Dq == Dk."""
+
+    def __init__(self, query_dim: int, key_dim: int):
+        super().__init__()
+        _require_equal_dims("scaled_dot", query_dim, key_dim)
+        self.scale = 1.0 / math.sqrt(key_dim)
+
+    def forward(self, query: Tensor, keys: Tensor) -> Tensor:
+        """query (..., Tq, D), keys (..., Tk, D) -> (..., Tq, Tk)."""
+        return (query * self.scale) @ keys.transpose(-1, -2)  # (..., Tq, Tk)
+
+
+class GeneralScore(nn.Module):
+    """score(h_t, h_s) = h_t^T W_a h_s (Luong et al. 2015, Eq. 8, 'general').
+
+    W_a (Dq, Dk) is stored as nn.Linear(Dq, Dk).weight = W_a^T and applied to the query,
+    (W_a^T h_t)^T h_s: one (Tq, Dq) projection instead of a (Tk, Dk) one per decoder step.
+    """
+
+    def __init__(self, query_dim: int, key_dim: int):
+        super().__init__()
+        self.W_a = nn.Linear(query_dim, key_dim, bias=False)
+
+    def forward(self, query: Tensor, keys: Tensor) -> Tensor:
+        """query (..., Tq, Dq), keys (..., Tk, Dk) -> (..., Tq, Tk)."""
+        return self.W_a(query) @ keys.transpose(-1, -2)  # (..., Tq, Dk) @ (..., Dk, Tk)
+
+
+def _mlp_score(q_part: Tensor, k_part: Tensor, v: nn.Linear) -> Tensor:
+    """v^T tanh(q_part + k_part): q_part (..., Tq, A), k_part (..., Tk, A) -> (..., Tq, Tk)."""
+    hidden = torch.tanh(q_part.unsqueeze(-2) + k_part.unsqueeze(-3))  # (..., Tq, Tk, A)
+    return v(hidden).squeeze(-1)  # (..., Tq, Tk)
+
+
+class ConcatScore(nn.Module):
+    """score(h_t, h_s) = v_a^T tanh(W_a [h_t; h_s]) (Luong et al. 2015, Eq. 8, 'concat').
+
+    W_a (A, Dq + Dk), A = key_dim, is one matrix as in the paper; it is applied as its query
+    and key column blocks, W_a[h_t; h_s] = W_q h_t + W_k h_s, so the (Tq, Tk, Dq + Dk)
+    concatenation is never built. Same function class as AdditiveScore (only the flow and the
+    query differ between the papers).
+    """
+
+    def __init__(self, query_dim: int, key_dim: int):
+        super().__init__()
+        self.query_dim = query_dim
+        self.W_a = nn.Linear(query_dim + key_dim, key_dim, bias=False)
+        self.v_a = nn.Linear(key_dim, 1, bias=False)
+
+    def forward(self, query: Tensor, keys: Tensor) -> Tensor:
+        """query (..., Tq, Dq), keys (..., Tk, Dk) -> (..., Tq, Tk)."""
+        w_q = self.W_a.weight[:, : self.query_dim]  # (A, Dq)
+        w_k = self.W_a.weight[:, self.query_dim:]  # (A, Dk)
+        return _mlp_score(F.linear(query, w_q), F.linear(keys, w_k), self.v_a)
+
+
+class AdditiveScore(nn.Module):
+    """e_ij = v_a^T tanh(W_a s_{i-1} + U_a h_j) (Bahdanau et al. 2015, Eq. 6 / App. A.1.2).
+
+    Hidden size A = key_dim. U_a h_j does not depend on the decoder step; it is recomputed
+    per call, which costs one (Tk, Dk) x (Dk, A) product per step.
+    """
+
+    def __init__(self, query_dim: int, key_dim: int):
+        super().__init__()
+        self.W_a = nn.Linear(query_dim, key_dim, bias=False)
+        self.U_a = nn.Linear(key_dim, key_dim, bias=False)
+        self.v_a = nn.Linear(key_dim, 1, bias=False)
+
+    def forward(self, query: Tensor, keys: Tensor) -> Tensor:
+        """query (..., Tq, Dq), keys (..., Tk, Dk) -> (..., Tq, Tk)."""
+        return _mlp_score(self.W_a(query), self.U_a(keys), self.v_a)
+
+
+SCORES: dict[str, type[nn.Module]] = {
+    "dot": DotScore,
+    "scaled_dot": ScaledDotScore,
+    "general": GeneralScore,
+    "concat": ConcatScore,
+    "additive": AdditiveScore,
+}
+
+
+def build_score(name: str, query_dim: int, key_dim: int) -> nn.Module:
+    """The score module called `name` (one of SCORES) for the given query and key sizes."""
+    if name not in SCORES:
+        raise ValueError(f"model.attention.score must be one of {sorted(SCORES)}, got {name!r}")
+    return SCORES[name](query_dim, key_dim)

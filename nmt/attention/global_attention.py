@@ -1,0 +1,32 @@
+"""Global (soft) attention over every source position (Luong et al. 2015, Sec. 3.1;
+Bahdanau et al. 2015, Sec. 3.1)."""
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from nmt.attention.base import AttentionOutput, build_score, masked_softmax
+
+
+class GlobalAttention(nn.Module):
+    """a_t(s) = softmax_s score(h_t, h_s) over all unmasked s; c_t = sum_s a_t(s) h_s.
+
+    Luong et al. 2015, Eq. 7 (global alignment) with any score of Eq. 8 (dot, general,
+    concat), or Bahdanau et al. 2015, Eq. 5-6 with the additive score. Single head (H = 1).
+    The query is h_t (Luong flow) or s_{t-1} (Bahdanau flow); the module does not care.
+    """
+
+    def __init__(self, query_dim: int, key_dim: int, score: str):
+        super().__init__()
+        self.score = build_score(score, query_dim, key_dim)
+
+    def forward(self, query: Tensor, keys: Tensor, values: Tensor, mask: Tensor | None, *,
+                query_positions: Tensor | None = None, need_weights: bool = True) -> AttentionOutput:
+        """query (B, Tq, Dq), keys (B, Tk, Dk), values (B, Tk, Dv), mask bool broadcastable to
+        (B, Tq, Tk) -> context (B, Tq, Dv), weights (B, 1, Tq, Tk).
+
+        query_positions is unused; weights are always computed (the context needs them),
+        whatever need_weights says.
+        """
+        weights = masked_softmax(self.score(query, keys), mask)  # (B, Tq, Tk)
+        context = weights @ values  # (B, Tq, Dv)
+        return AttentionOutput(context, weights.unsqueeze(1))  # weights (B, 1, Tq, Tk)

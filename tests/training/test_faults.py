@@ -1,0 +1,108 @@
+"""Faults lose nothing: corrupt/mismatched/unsafe checkpoints, full disks, non-finite losses."""
+import errno
+import logging
+import pickle
+
+import pytest
+import torch
+from helpers import toy_cfg
+
+import nmt.cli.train as train_cli
+from nmt.training import checkpoint as ckpt
+from nmt.training.trainer import Trainer
+
+
+def test_truncated_latest_falls_back_to_previous(tmp_path, caplog):
+    for step in (5, 10):
+        ckpt.save_step({"step": torch.tensor(step)}, tmp_path, step, keep_last=3)
+    data = (tmp_path / "step_10.pt").read_bytes()
+    (tmp_path / "step_10.pt").write_bytes(data[: len(data) // 2])
+    with caplog.at_level(logging.WARNING):
+        path, state = ckpt.load_latest(tmp_path)
+    assert path.name == "step_5.pt" and int(state["step"]) == 5
+    assert "step_10.pt" in caplog.text and "falling back" in caplog.text
+
+
+class Evil:
+    def __reduce__(self):
+        return (exec, ("import pathlib; pathlib.Path('PWNED').write_text('x')",))
+
+
+def test_checkpoint_with_pickled_code_is_refused(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    torch.save({"model": {}, "payload": Evil()}, tmp_path / "step_1.pt", pickle_module=pickle)
+    with pytest.raises(ckpt.CheckpointError, match="cannot load checkpoint"):
+        ckpt.load(tmp_path / "step_1.pt")
+    assert not (tmp_path / "PWNED").exists()
+
+
+def test_failed_write_keeps_previous_checkpoint(tmp_path, monkeypatch):
+    ckpt.save_step({"w": torch.ones(3)}, tmp_path, 5, keep_last=1)
+
+    def disk_full(obj, f, *a, **k):
+        f.write(b"partial")
+        raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(torch, "save", disk_full)
+    with pytest.raises(OSError):
+        ckpt.save_step({"w": torch.zeros(3)}, tmp_path, 10, keep_last=1)
+    assert [p.name for p in tmp_path.iterdir()] == ["step_5.pt"]  # no temp file, old one kept
+    monkeypatch.undo()
+    assert torch.equal(ckpt.load(tmp_path / "step_5.pt")["w"], torch.ones(3))
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("cache")
+
+
+def test_trainer_survives_disk_full_and_says_so(tmp_path, cache, monkeypatch, caplog):
+    cfg = toy_cfg(tmp_path / "run", cache, ["trainer.max_steps=10"])
+    real_save = ckpt.atomic_save
+
+    def flaky(payload, path):
+        if "step_10" in str(path):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_save(payload, path)
+    monkeypatch.setattr(ckpt, "atomic_save", flaky)
+    with caplog.at_level(logging.ERROR):
+        train_cli.run(cfg)
+    assert "previous checkpoints kept intact" in caplog.text and "step_5.pt" in caplog.text
+    assert ckpt.load(tmp_path / "run" / "checkpoints" / "step_5.pt")["progress"]["step"] == 5
+
+
+def test_mismatched_checkpoint_is_refused_and_untouched(tmp_path, cache):
+    train_cli.run(toy_cfg(tmp_path / "run", cache, ["trainer.max_steps=5"]))
+    before = {p.name: p.read_bytes() for p in (tmp_path / "run" / "checkpoints").iterdir()}
+    bigger = toy_cfg(tmp_path / "run", cache, ["trainer.max_steps=10", "trainer.resume=true",
+                                               "model.decoder.hidden_size=40"])
+    with pytest.raises(ckpt.CheckpointError, match="hidden_size: 40"):
+        train_cli.run(bigger)
+    after = {p.name: p.read_bytes() for p in (tmp_path / "run" / "checkpoints").iterdir()}
+    assert after == before
+
+
+def test_non_finite_losses_skip_updates_then_stop_with_last_good_state(tmp_path, cache, monkeypatch):
+    """Steps 1-6 are good, from step 7 every loss is NaN: updates are skipped, and after
+    trainer.max_nonfinite=4 such steps the run stops with a checkpoint equal to step 6's weights."""
+    from nmt.training.loss import label_smoothed_loss as real_loss
+    cfg = toy_cfg(tmp_path / "run", cache, ["trainer.max_steps=50", "trainer.max_nonfinite=4"])
+    calls, weights = [0], {}
+
+    def nan_after_six(logits, target, pad_id, smoothing):
+        calls[0] += 1
+        loss, nll = real_loss(logits, target, pad_id, smoothing)
+        return (loss * float("nan"), nll) if calls[0] > 6 else (loss, nll)
+    real_step = Trainer.train_step
+
+    def recording_step(self, micro):
+        out = real_step(self, micro)
+        weights[self.progress.step] = {k: v.clone() for k, v in self.model.state_dict().items()}
+        return out
+    monkeypatch.setattr("nmt.training.trainer.label_smoothed_loss", nan_after_six)
+    monkeypatch.setattr(Trainer, "train_step", recording_step)
+    with pytest.raises(RuntimeError, match="non-finite loss/gradient in 4 steps in a row"):
+        train_cli.run(cfg)
+    last = ckpt.load_latest(tmp_path / "run" / "checkpoints")[1]
+    assert last["progress"]["step"] == 10
+    for name, tensor in last["model"].items():
+        assert torch.equal(tensor, weights[6][name]), f"{name} changed by a skipped update"
