@@ -10,7 +10,8 @@ from nmt.models.build import build_model
 PAD, UNK, BOS, EOS = 0, 1, 2, 3
 
 TINY_RNN = ["model.encoder.emb_size=16", "model.encoder.hidden_size=16", "model.decoder.emb_size=16",
-            "model.decoder.hidden_size=24", "model.encoder.dropout=0.0", "model.decoder.dropout=0.0"]
+            "model.decoder.hidden_size=24", "model.encoder.dropout=0.0", "model.decoder.dropout=0.0",
+            "model.tie_embeddings=false"]
 
 
 def compose_cfg(overrides: list[str], name: str = "train"):

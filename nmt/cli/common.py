@@ -34,13 +34,13 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def pick_device(name: str) -> torch.device:
+def pick_device(name: str, local_rank: int = 0) -> torch.device:
     """'auto' -> cuda when available; asking for cuda without one is an error naming the fix."""
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError("device cuda requested but CUDA is not available; use trainer=cpu (or device=cpu)")
-    return torch.device(name)
+    return torch.device("cuda", local_rank) if name == "cuda" else torch.device(name)
 
 
 def default_trainer_override(argv: list[str]) -> list[str]:

@@ -17,6 +17,7 @@ from nmt.evaluation.evaluate import DecodeSettings, evaluate_texts
 from nmt.logging import RunLogger, write_json
 from nmt.models.build import build_model
 from nmt.training import checkpoint as ckpt
+from nmt.training.distributed import DistInfo, init_distributed, shutdown
 from nmt.training.optim import OptimSettings
 from nmt.training.run import check_run_dir, run_meta, save_run_files
 from nmt.training.trainer import Trainer, TrainSettings, ValidData
@@ -35,7 +36,8 @@ def batches_for(ds, cfg: DictConfig, data: DataBundle, shuffle: bool) -> BatchIt
     return make_batches(ds, cfg.trainer.max_tokens, shuffle, cfg.seed, tok.pad_id, tok.bos_id, tok.eos_id)
 
 
-def build_trainer(cfg: DictConfig, data: DataBundle, run_dir: Path, device: torch.device) -> Trainer:
+def build_trainer(cfg: DictConfig, data: DataBundle, run_dir: Path, device: torch.device,
+                  dist: DistInfo) -> Trainer:
     """Model, settings, data iterators and logger; restores the latest good checkpoint on resume."""
     settings = TrainSettings(**OmegaConf.to_container(cfg.trainer))
     optim = OptimSettings(**OmegaConf.to_container(cfg.optim))
@@ -47,9 +49,10 @@ def build_trainer(cfg: DictConfig, data: DataBundle, run_dir: Path, device: torc
     if settings.resume and found is None:
         raise ckpt.CheckpointError(f"trainer.resume=true but no loadable checkpoint in {run_dir}/checkpoints")
     purge = found[1]["progress"]["step"] + 1 if found else None
-    logger = RunLogger(run_dir, cfg.logger.tensorboard, purge_step=purge)
+    logger = RunLogger(run_dir, cfg.logger.tensorboard and dist.main, purge_step=purge)
     trainer = Trainer(model, optim, settings, batches_for(data.train, cfg, data, shuffle=True), valid,
-                      data.src_tok, data.tgt_tok, run_dir, logger, meta, cfg.logger.progress_bar)
+                      data.src_tok, data.tgt_tok, run_dir, logger, meta, cfg.logger.progress_bar and dist.main,
+                      dist, device)
     if found:
         trainer.restore(found[1])
         log.info("resumed from %s (step %d, epoch %d)", found[0], trainer.progress.step, trainer.progress.epoch)
@@ -93,21 +96,31 @@ def run(cfg: DictConfig) -> dict:
     """Train, then evaluate the best checkpoint. Returns the metrics written to metrics.json."""
     setup_logging()
     seed_everything(cfg.seed)
-    device = pick_device(cfg.trainer.device)
+    dist = init_distributed(cfg.trainer.device)
+    device = pick_device(cfg.trainer.device, dist.local_rank)
     if cfg.trainer.num_threads > 0:
         torch.set_num_threads(cfg.trainer.num_threads)
     run_dir = Path(cfg.run_dir)
     check_run_dir(run_dir, cfg.trainer.resume)
-    data = load_data(cfg)
-    save_run_files(run_dir, cfg, data.src_tok, data.tgt_tok)
-    trainer = build_trainer(cfg, data, run_dir, device)
-    log.info("model: %s parameters; run dir %s", f"{trainer.model.num_parameters():,}", run_dir)
-    trainer.fit()
-    if trainer.interrupted:
+    data = load_data(cfg) if dist.main else None  # rank 0 fills the tokenizer and id caches first
+    dist.barrier()
+    data = data or load_data(cfg)  # other ranks hit the tokenizer and id caches rank 0 wrote
+    if dist.main:
+        save_run_files(run_dir, cfg, data.src_tok, data.tgt_tok)
+    trainer = build_trainer(cfg, data, run_dir, device, dist)
+    log.info("model: %s parameters; run dir %s; rank %d of %d", f"{trainer.model.num_parameters():,}",
+             run_dir, dist.rank, dist.world)
+    try:
+        trainer.fit()
+        if not dist.main:
+            return {}
+        if trainer.interrupted:
+            trainer.logger.close()
+            return stopped_early(trainer, run_dir)
+        metrics = final_evaluation(trainer, data, cfg, device)
         trainer.logger.close()
-        return stopped_early(trainer, run_dir)
-    metrics = final_evaluation(trainer, data, cfg, device)
-    trainer.logger.close()
+    finally:
+        shutdown(dist)
     log.info("test BLEU %.2f (beam %d) | %s", metrics["test"]["bleu"], cfg.trainer.beam_size,
              metrics["test"]["bleu_signature"])
     return metrics
@@ -116,7 +129,7 @@ def run(cfg: DictConfig) -> dict:
 @hydra.main(config_path=config_dir(), config_name="train", version_base="1.3")
 def _hydra_main(cfg: DictConfig) -> float:
     metrics = run(cfg)
-    return metrics["valid"]["bleu"]
+    return metrics.get("valid", {}).get("bleu", 0.0)
 
 
 def main() -> None:

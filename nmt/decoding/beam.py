@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from nmt.decoding.greedy import Hypotheses, collect_attention, cut, length_limits
+from nmt.decoding.greedy import Hypotheses, collect_attention, cross_maps, cut, length_limits
 from nmt.models.seq2seq import Seq2Seq
 
 
@@ -59,7 +59,7 @@ def beam_search(model: Seq2Seq, src: Tensor, src_lengths: Tensor, beam_size: int
         finished = finished.index_select(0, origin) | (token == eos_id)
         state, scores = {k: v.index_select(0, origin) for k, v in out.state.items()}, top
         if need_weights:
-            attn = _grow(attn, out.attention, origin, dim=2)
+            attn = _grow(attn, cross_maps(out.attention), origin, dim=2)
             cens = _grow(cens, out.centres, origin, dim=1)
         if bool(finished.all()):
             break

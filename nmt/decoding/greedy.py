@@ -23,6 +23,11 @@ def length_limits(src_lengths: Tensor, max_len_a: float, max_len_b: int) -> Tens
     return (src_lengths.float() * max_len_a + max_len_b).long().clamp_min(1)
 
 
+def cross_maps(attention: dict[str, Tensor]) -> dict[str, Tensor]:
+    """The decoder->encoder maps of one step (names "cross" or "dec.<i>.cross")."""
+    return {k: v for k, v in attention.items() if k.endswith("cross")}
+
+
 def cut(seqs: Tensor, eos_id: int) -> list[list[int]]:
     """(B, T) generated ids -> lists cut before the first eos."""
     out = []
@@ -60,8 +65,8 @@ def greedy_decode(model: Seq2Seq, src: Tensor, src_lengths: Tensor, bos_id: int,
         nxt = torch.where(~finished & (t + 1 >= limits), torch.full_like(nxt, eos_id), nxt)
         scores += torch.where(finished, torch.zeros_like(best), logp.gather(1, nxt[:, None])[:, 0])
         steps.append(nxt)
-        if need_weights:
-            for k, v in out.attention.items():
+        if need_weights:  # cross-attention only: decoder self-attention grows with t (see inspect.py)
+            for k, v in cross_maps(out.attention).items():
                 attn.setdefault(k, []).append(v)
             for k, v in out.centres.items():
                 cens.setdefault(k, []).append(v)

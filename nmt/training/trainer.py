@@ -1,6 +1,7 @@
 """The training loop: train_step, validate, checkpoint, resume. Only the trainer talks to loggers."""
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import signal
@@ -79,9 +80,12 @@ class ValidData:
 
 class Trainer:
     def __init__(self, model: Seq2Seq, optim: OptimSettings, settings: TrainSettings, batches, valid,
-                 src_tok, tgt_tok, run_dir: Path, logger: RunLogger, meta: dict, progress_bar: bool):
-        self.model, self.s, self.o = model, settings, optim
-        self.device = torch.device(settings.device)
+                 src_tok, tgt_tok, run_dir: Path, logger: RunLogger, meta: dict, progress_bar: bool,
+                 dist: DistInfo, device: torch.device):
+        self.model, self.s, self.o, self.dist, self.device = model, settings, optim, dist, device
+        # the module that trains: DDP all-reduces gradients; self.model is used for everything else
+        self.net = (torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.index
+                    is not None else None) if dist.world > 1 else model)
         self.optimizer = build_optimizer(model, optim, self.device)
         self.scheduler = Scheduler(self.optimizer, optim)
         self.batches, self.valid, self.src_tok, self.tgt_tok = batches, valid, src_tok, tgt_tok
@@ -91,16 +95,24 @@ class Trainer:
         self.decode = DecodeSettings(1, settings.length_penalty, settings.max_len_a, settings.max_len_b, 200)
 
     # ---------------------------------------------------------------- one step
-    def train_step(self, micro: list[Batch]) -> dict[str, torch.Tensor]:
-        """One optimiser step over `accum_steps` micro-batches; loss normalised by all their tokens."""
-        total = sum(b.n_tgt_tokens for b in micro)
+    def train_step(self, micro: list[Batch], total: int) -> dict[str, torch.Tensor]:
+        """One optimiser step over this rank's `accum_steps` micro-batches.
+
+        The loss is normalised by `total`, the target tokens of the whole global batch (all ranks):
+        DDP averages gradients over `world` ranks, so each rank scales by world / total and the
+        update equals single-process training on the same global batch.
+        """
+        scale = self.dist.world / total
         loss_sum = nll_sum = torch.zeros((), device=self.device)
-        for b in micro:
+        for i, b in enumerate(micro):
             b = b.to(self.device, non_blocking=True)
-            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.s.amp):
-                out, _ = self.model(b.src, b.src_lengths, b.tgt_in)
-            loss, nll = label_smoothed_loss(out.hidden, b.tgt_out, self.tgt_tok.pad_id, self.o.label_smoothing)
-            (loss / total).backward()
+            sync = self.dist.world == 1 or i == len(micro) - 1  # all-reduce once per step
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.s.amp), \
+                    (contextlib.nullcontext() if sync else self.net.no_sync()):
+                out, _ = self.net(b.src, b.src_lengths, b.tgt_in)
+                loss, nll = label_smoothed_loss(out.hidden, b.tgt_out, self.tgt_tok.pad_id,
+                                                self.o.label_smoothing)
+                (loss * scale).backward()
             loss_sum, nll_sum = loss_sum + loss.detach(), nll_sum + nll.detach()
         norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.o.clip_grad_norm)
         lr = self.scheduler.step(self.progress.step + 1)
@@ -114,7 +126,10 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         self.progress.step += 1
         self.progress.tokens += total
-        return {"loss": loss_sum / total, "nll": nll_sum / total, "grad_norm": norm, "lr": lr, "tokens": total}
+        sums = torch.stack([loss_sum, nll_sum])
+        if self.dist.world > 1:  # the logged loss is the global batch's, as in single-process training
+            torch.distributed.all_reduce(sums)
+        return {"loss": sums[0] / total, "nll": sums[1] / total, "grad_norm": norm, "lr": lr, "tokens": total}
 
     # ---------------------------------------------------------------- validation
     @torch.no_grad()
@@ -215,19 +230,24 @@ class Trainer:
         bar.close()
         if self.interrupted:
             return self.progress
-        if not self.progress.history or self.progress.history[-1]["step"] != self.progress.step:
+        last = self.progress.history[-1]["step"] if self.progress.history else -1
+        if self.dist.main and last != self.progress.step:
             self.after_validation(self.validate())
         log.info("training stopped (%s) at step %d", self.progress.stopped, self.progress.step)
         return self.progress
 
     def run_epoch(self, bar) -> None:
-        """Iterate the rest of this epoch (a resumed sampler yields only the remaining batches)."""
-        micro, t0 = [], time.perf_counter()
+        """Iterate the rest of this epoch (a resumed sampler yields only the remaining batches).
+
+        A global batch is accum_steps * world consecutive batches; rank r trains on its slice.
+        """
+        micro, t0, k = [], time.perf_counter(), self.s.accum_steps
         for batch in self.batches:
             micro.append(batch)
-            if len(micro) < self.s.accum_steps:
+            if len(micro) < k * self.dist.world:
                 continue
-            self.window.append(self.train_step(micro))
+            total = sum(b.n_tgt_tokens for b in micro)
+            self.window.append(self.train_step(micro[self.dist.rank * k: (self.dist.rank + 1) * k], total))
             micro = []
             now = time.perf_counter()
             self.progress.elapsed_s += now - t0
@@ -245,6 +265,13 @@ class Trainer:
         return self.progress.stopped.startswith(("interrupted", "non-finite"))
 
     def check_stop(self, bar) -> bool:
+        """Rank 0 validates, checkpoints and decides; every rank follows its decision."""
+        if self.dist.main:
+            self.main_checks(bar)
+        self.progress.stopped = self.dist.agree(self.progress.stopped)
+        return bool(self.progress.stopped)
+
+    def main_checks(self, bar) -> None:
         """Validation, periodic checkpoints and every stopping rule; called after each step."""
         p, s = self.progress, self.s
         if self.signal.received or p.nonfinite_in_row >= s.max_nonfinite:
@@ -252,7 +279,7 @@ class Trainer:
                          f"non-finite loss/gradient in {p.nonfinite_in_row} steps in a row: lower optim.lr, "
                          "check the data, or disable trainer.amp")
             self.save()
-            return True
+            return
         if p.step % s.valid_every == 0:
             t = time.perf_counter()
             stop = self.after_validation(self.validate())
@@ -266,7 +293,6 @@ class Trainer:
             p.stopped = "max_steps"
         if not p.stopped and p.elapsed_s >= s.max_time_s:
             p.stopped = "max_time_s"
-        return bool(p.stopped)
 
     def log_train(self, window: list[dict]) -> None:
         """Sync once per log_every steps: mean loss/ppl/grad norm, lr, tokens/s."""

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 TRAIN = ["model.encoder.emb_size=32", "model.encoder.hidden_size=32", "model.decoder.emb_size=32",
-         "model.decoder.hidden_size=48", "data.tokenizer.vocab_size=400", "trainer.max_steps=12",
+         "model.decoder.hidden_size=32", "data.tokenizer.vocab_size=400", "trainer.max_steps=12",
          "trainer.valid_every=6", "trainer.log_every=3", "trainer.max_tokens=600", "trainer.beam_size=2",
          "trainer.valid_max_sentences=20", "logger.progress_bar=false", "optim.warmup_steps=2"]
 

@@ -8,7 +8,7 @@ SIZES = ["model.encoder.emb_size=32", "model.encoder.hidden_size=32", "model.dec
          "model.decoder.hidden_size=64"]
 
 
-@pytest.mark.parametrize("attention", ["luong_general", "bahdanau"])
+@pytest.mark.parametrize("attention", ["luong_general", "bahdanau", "local_m", "local_p", "hard", "multihead"])
 def test_rnn_overfits_real_pairs(real_pairs, attention):
     sv, tv, src, src_len, tgt_in, tgt_out = real_batch(real_pairs)
     model = tiny_model([f"model/attention={attention}", *SIZES], len(sv), len(tv))
