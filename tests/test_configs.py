@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 from helpers import compose_cfg
-from hydra.errors import InstantiationException, MissingConfigException
+from hydra.errors import MissingConfigException
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
@@ -68,7 +68,18 @@ def test_wrong_choice_lists_the_options():
 ])
 def test_bad_values_fail_with_the_option_named(override, message):
     cfg = compose_cfg([override, "trainer=cpu"])
-    with pytest.raises((ValueError, InstantiationException), match=message):  # Hydra wraps ValueError
+    with pytest.raises(ValueError, match=message):
         OptimSettings(**OmegaConf.to_container(cfg.optim))
         TrainSettings(**OmegaConf.to_container(cfg.trainer))
         build_model(cfg.model, 50, 50, 0)
+
+
+@pytest.mark.parametrize("argv,expected", [
+    ([], ["trainer=gpu"]),
+    (["-m", "model/attention=a,b", "--cfg", "job"], ["-m", "trainer=gpu", "model/attention=a,b", "--cfg", "job"]),
+    (["trainer=cpu", "-m"], ["trainer=cpu", "-m"]),
+])
+def test_gpu_trainer_is_picked_when_cuda_is_there(argv, expected):
+    from nmt.cli.common import default_trainer_override
+    assert default_trainer_override(argv, cuda=True) == expected
+    assert default_trainer_override(argv, cuda=False) == argv

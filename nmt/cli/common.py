@@ -43,8 +43,13 @@ def pick_device(name: str, local_rank: int = 0) -> torch.device:
     return torch.device("cuda", local_rank) if name == "cuda" else torch.device(name)
 
 
-def default_trainer_override(argv: list[str]) -> list[str]:
-    """Pick trainer=gpu when CUDA is available and the user chose no trainer."""
-    if any(a.startswith(("trainer=", "+trainer=")) for a in argv):
+def default_trainer_override(argv: list[str], cuda: bool) -> list[str]:
+    """Pick trainer=gpu when CUDA is available and the user chose no trainer (train.yaml says cpu).
+
+    The override goes just before the user's first override: argparse (Hydra's CLI) takes the
+    overrides as one contiguous run of positional arguments.
+    """
+    if not cuda or any(a.lstrip("+~").startswith("trainer=") for a in argv):
         return argv
-    return argv + ["trainer=gpu" if torch.cuda.is_available() else "trainer=cpu"]
+    first = next((i for i, a in enumerate(argv) if "=" in a and not a.startswith("-")), len(argv))
+    return [*argv[:first], "trainer=gpu", *argv[first:]]

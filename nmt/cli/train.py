@@ -133,7 +133,7 @@ def _hydra_main(cfg: DictConfig) -> float:
 
 
 def main() -> None:
-    sys.argv = [sys.argv[0], *default_trainer_override(sys.argv[1:])]
+    sys.argv = [sys.argv[0], *default_trainer_override(sys.argv[1:], torch.cuda.is_available())]
     _hydra_main()
 
 

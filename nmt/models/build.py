@@ -12,11 +12,21 @@ FAMILIES = ("rnn", "transformer", "hybrid")
 ATTENTION_SLOTS = ("self_attention", "cross_attention")  # Transformer encoder/decoder nodes
 
 
+def _instantiate(node: dict, **kwargs) -> nn.Module:
+    """hydra instantiate, surfacing the module's own ValueError (which names the config key)."""
+    try:
+        return instantiate(node, **kwargs)
+    except InstantiationException as err:
+        if isinstance(err.__cause__, ValueError):
+            raise err.__cause__ from None
+        raise
+
+
 def build_attention(cfg: DictConfig, query_dim: int, key_dim: int) -> tuple[nn.Module, str]:
     """Instantiate one attention slot; returns (module, RNN decoder flow)."""
     node = OmegaConf.to_container(cfg, resolve=True)
     flow = node.pop("flow", "luong")
-    return instantiate(node, query_dim=query_dim, key_dim=key_dim), flow
+    return _instantiate(node, query_dim=query_dim, key_dim=key_dim), flow
 
 
 def build_part(cfg: DictConfig, name: str, vocab_size: int, pad_id: int, **kwargs) -> nn.Module:
@@ -34,12 +44,7 @@ def build_part(cfg: DictConfig, name: str, vocab_size: int, pad_id: int, **kwarg
             raise ValueError(f"{name}.d_model={d_model} is not divisible by "
                              f"{name}.{slot}.num_heads={heads}")
         kwargs[slot] = [build_attention(attention, d_model, d_model)[0] for _ in range(node["num_layers"])]
-    try:
-        return instantiate(node, vocab_size=vocab_size, pad_id=pad_id, **kwargs)
-    except InstantiationException as err:  # surface the module's own ValueError, which names the key
-        if isinstance(err.__cause__, ValueError):
-            raise err.__cause__ from None
-        raise
+    return _instantiate(node, vocab_size=vocab_size, pad_id=pad_id, **kwargs)
 
 
 def build_model(cfg: DictConfig, src_vocab: int, tgt_vocab: int, pad_id: int) -> Seq2Seq:
@@ -52,8 +57,8 @@ def build_model(cfg: DictConfig, src_vocab: int, tgt_vocab: int, pad_id: int) ->
     else:  # rnn and hybrid: an RNN decoder with any attention of model/attention/
         attention, flow = build_attention(cfg.attention, cfg.decoder.hidden_size, encoder.output_dim)
         final_dim = getattr(encoder, "final_dim", None) or encoder.output_dim
-        decoder = instantiate(cfg.decoder, vocab_size=tgt_vocab, pad_id=pad_id, attention=attention,
-                              flow=flow, enc_dim=encoder.output_dim, enc_final_dim=final_dim)
+        decoder = build_part(cfg.decoder, "model.decoder", tgt_vocab, pad_id, attention=attention, flow=flow,
+                             enc_dim=encoder.output_dim, enc_final_dim=final_dim)
     generator = nn.Linear(decoder.output_dim, tgt_vocab)
     if cfg.tie_embeddings:
         emb = decoder.embed.weight
@@ -62,7 +67,7 @@ def build_model(cfg: DictConfig, src_vocab: int, tgt_vocab: int, pad_id: int) ->
                 f"model.tie_embeddings needs decoder emb_size == output size "
                 f"({emb.size(1)} != {decoder.output_dim}); set model.tie_embeddings=false")
         generator.weight = emb
-    if cfg.get("share_embeddings", False):
+    if cfg.share_embeddings:
         if src_vocab != tgt_vocab:
             raise ValueError("model.share_embeddings needs a joint vocabulary (data.tokenizer.joint=true)")
         encoder.embed.table.weight = decoder.embed.table.weight

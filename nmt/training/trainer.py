@@ -46,6 +46,7 @@ class TrainSettings:
     resume: bool
     num_threads: int
     max_nonfinite: int
+    compile: bool
 
     def __post_init__(self):
         for key in ("max_tokens", "accum_steps", "valid_every", "save_every", "log_every", "keep_last"):
@@ -86,6 +87,8 @@ class Trainer:
         # the module that trains: DDP all-reduces gradients; self.model is used for everything else
         self.net = (torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.index
                     is not None else None) if dist.world > 1 else model)
+        if settings.compile:  # optional: helps Transformers on GPU; RNN step loops compile poorly
+            self.net = torch.compile(self.net)
         self.optimizer = build_optimizer(model, optim, self.device)
         self.scheduler = Scheduler(self.optimizer, optim)
         self.batches, self.valid, self.src_tok, self.tgt_tok = batches, valid, src_tok, tgt_tok
