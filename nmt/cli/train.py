@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import logging
+import math
 import sys
+import time
 from pathlib import Path
 
 import hydra
@@ -13,14 +15,16 @@ from omegaconf import DictConfig, OmegaConf
 from nmt.cli.common import config_dir, default_trainer_override, pick_device, seed_everything, setup_logging
 from nmt.data.batching import BatchIterator
 from nmt.data.pipeline import DataBundle, make_batches, prepare_data
-from nmt.evaluation.evaluate import DecodeSettings, evaluate_texts
-from nmt.logging import RunLogger, write_json
+from nmt.evaluation.evaluate import DecodeSettings, decode_texts
+from nmt.evaluation.metrics import corpus_scores
+from nmt.logging import (ProbeSettings, RunLogger, attention_stats, peak_memory, reset_peak_memory, run_hparams,
+                         write_json)
 from nmt.models.build import build_model
 from nmt.training import checkpoint as ckpt
 from nmt.training.distributed import DistInfo, init_distributed, shutdown
 from nmt.training.optim import OptimSettings
 from nmt.training.run import check_run_dir, run_meta, save_run_files
-from nmt.training.trainer import Trainer, TrainSettings, ValidData
+from nmt.training.trainer import Trainer, TrainSettings, ValidData, output_maps, to_probe
 
 log = logging.getLogger("nmt.train")
 
@@ -49,7 +53,8 @@ def build_trainer(cfg: DictConfig, data: DataBundle, run_dir: Path, device: torc
     if settings.resume and found is None:
         raise ckpt.CheckpointError(f"trainer.resume=true but no loadable checkpoint in {run_dir}/checkpoints")
     purge = found[1]["progress"]["step"] + 1 if found else None
-    logger = RunLogger(run_dir, cfg.logger.tensorboard and dist.main, purge_step=purge)
+    probes = ProbeSettings(**{k: cfg.logger[k] for k in ProbeSettings.__dataclass_fields__})
+    logger = RunLogger(run_dir, cfg.logger.tensorboard and dist.main, purge_step=purge, probes=probes)
     trainer = Trainer(model, optim, settings, batches_for(data.train, cfg, data, shuffle=True), valid,
                       data.src_tok, data.tgt_tok, run_dir, logger, meta, cfg.logger.progress_bar and dist.main,
                       dist, device)
@@ -60,7 +65,8 @@ def build_trainer(cfg: DictConfig, data: DataBundle, run_dir: Path, device: torc
 
 
 def final_evaluation(trainer: Trainer, data: DataBundle, cfg: DictConfig, device: torch.device) -> dict:
-    """Best checkpoint, beam search on valid and test; hypotheses files and metrics.json."""
+    """Best checkpoint, beam search on valid and test; hypotheses, references, final attention PNGs,
+    TensorBoard hparams and metrics.json (with decode speed and peak memory)."""
     best = ckpt.load(trainer.run_dir / "checkpoints" / "best.pt")
     trainer.model.load_state_dict(best["model"])
     s = cfg.trainer
@@ -71,14 +77,45 @@ def final_evaluation(trainer: Trainer, data: DataBundle, cfg: DictConfig, device
                "minutes_to_best": round(p.best_elapsed_s / 60, 2), "wall_minutes": round(p.elapsed_s / 60, 2),
                "parameters": trainer.model.num_parameters(), "stopped": p.stopped,
                "history": p.history, "dropped_train_pairs": data.dropped, "beam_size": s.beam_size}
+    tokens = {}
     for split in ("valid", "test"):
         ds = getattr(data, split)
-        scores, texts = evaluate_texts(trainer.model, ds["src_ids"], ds["tgt"], data.tgt_tok, decode, device)
+        start = time.perf_counter()
+        texts, hyp = decode_texts(trainer.model, ds["src_ids"], data.tgt_tok, decode, device)
+        if split == "test":  # tolist() in the search already synchronised the device
+            metrics["decode_sentences_per_s"] = round(len(texts) / (time.perf_counter() - start), 2)
+        tokens[split], metrics[split] = hyp.tokens, corpus_scores(texts, ds["tgt"])
         (trainer.run_dir / f"{split}.beam.hyp.txt").write_text("\n".join(texts) + "\n")
-        metrics[split] = scores
-        trainer.logger.scalars({f"{split}/bleu_beam": scores["bleu"]}, p.step)
+        (trainer.run_dir / f"{split}.ref.txt").write_text("\n".join(ds["tgt"]) + "\n")  # for nmt-compare
+        trainer.logger.scalars({f"{split}/{k}_beam": metrics[split][k] for k in ("bleu", "chrf", "ter")}, p.step)
+    metrics.update(peak_memory(device))
+    metrics["attention_stats"] = final_attention(trainer, data, tokens["valid"], device)
+    final = {"hparams/valid_bleu": metrics["valid"]["bleu"], "hparams/test_bleu": metrics["test"]["bleu"],
+             "hparams/test_chrf": metrics["test"]["chrf"], "hparams/test_ter": metrics["test"]["ter"],
+             "hparams/best_valid_bleu_greedy": p.best_bleu}
+    trainer.logger.hparams(run_hparams(OmegaConf.to_container(cfg, resolve=True), metrics["parameters"]), final,
+                           p.step)
     write_json(trainer.run_dir / "metrics.json", metrics)
     return metrics
+
+
+def final_attention(trainer: Trainer, data: DataBundle, tokens: list[list[int]], device: torch.device) -> dict:
+    """Maps of the final beam output on valid: <run_dir>/attention/probe<i>_<slot>.png and probes.pt
+    (redrawn by nmt-compare) for the probes; statistics of the first stats_sentences."""
+    cfg = trainer.logger.probes
+    if cfg is None:
+        return {}
+    n_probe, n_stats = (min(n, len(tokens)) for n in (cfg.probe_sentences, cfg.stats_sentences))
+    maps = output_maps(trainer.model, data.valid["src_ids"][: max(n_probe, n_stats)],
+                       tokens[: max(n_probe, n_stats)], data.tgt_tok, device)
+    if n_probe:
+        from nmt.logging.heatmaps import save_slot_pngs  # matplotlib only when drawing
+        probes = [to_probe(m, data.src_tok, data.tgt_tok) for m in maps[:n_probe]]
+        for i, probe in enumerate(probes):
+            save_slot_pngs(trainer.run_dir / "attention", f"probe{i}", probe)
+        torch.save([vars(pr) for pr in probes], trainer.run_dir / "attention" / "probes.pt")
+    stats = attention_stats([(m.maps, m.centres) for m in maps[:n_stats]])
+    return {slot: {k: (round(v, 4) if math.isfinite(v) else None) for k, v in st.items()} for slot, st in stats.items()}
 
 
 def stopped_early(trainer: Trainer, run_dir: Path) -> dict:
@@ -98,6 +135,7 @@ def run(cfg: DictConfig) -> dict:
     seed_everything(cfg.seed)
     dist = init_distributed(cfg.trainer.device)
     device = pick_device(cfg.trainer.device, dist.local_rank)
+    reset_peak_memory(device)  # metrics.json's peak_memory_mb is this job's (multiruns share a process)
     if cfg.trainer.num_threads > 0:
         torch.set_num_threads(cfg.trainer.num_threads)
     run_dir = Path(cfg.run_dir)
@@ -133,6 +171,8 @@ def _hydra_main(cfg: DictConfig) -> float:
 
 
 def main() -> None:
+    if not OmegaConf.has_resolver("path_safe"):  # sweep subdirectory names from overrides
+        OmegaConf.register_new_resolver("path_safe", lambda s: s.replace("/", "-"))
     sys.argv = [sys.argv[0], *default_trainer_override(sys.argv[1:], torch.cuda.is_available())]
     _hydra_main()
 

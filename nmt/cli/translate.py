@@ -30,23 +30,27 @@ def run(cfg: DictConfig) -> list[str]:
     keep = [i for i, line in enumerate(lines) if line.strip()]
     src_ids = trained.src_tok.encode([lines[i] for i in keep])
     decode = DecodeSettings(cfg.beam_size, cfg.length_penalty, cfg.max_len_a, cfg.max_len_b, cfg.max_sentences)
-    texts, hyp = decode_texts(trained.model, src_ids, trained.tgt_tok, decode, device,
-                              need_weights=cfg.attention_png is not None)
+    texts, hyp = decode_texts(trained.model, src_ids, trained.tgt_tok, decode, device)
     out = [""] * len(lines)
     for i, text in zip(keep, texts):
         out[i] = text
     if cfg.attention_png is not None:
-        write_attention_pngs(Path(cfg.attention_png), trained, src_ids, hyp)
+        write_attention_pngs(Path(cfg.attention_png), trained, src_ids, hyp.tokens, keep, device)
     sys.stdout.write("".join(line + "\n" for line in out))
     return out
 
 
-def write_attention_pngs(directory: Path, trained, src_ids, hyp) -> None:
+def write_attention_pngs(directory: Path, trained, src_ids: list[list[int]], tokens: list[list[int]],
+                         lines: list[int], device) -> None:
+    """One PNG per translated sentence, every slot (rows) and head (columns) of the model's own output:
+    <directory>/sent<NNNN>.png, NNNN the 0-based input line."""
     from nmt.logging.heatmaps import save_sentence_maps  # matplotlib only when asked for
+    from nmt.training.trainer import output_maps, to_probe
     directory.mkdir(parents=True, exist_ok=True)
-    for n, (ids, toks, maps) in enumerate(zip(src_ids, hyp.tokens, hyp.attention)):
-        save_sentence_maps(directory / f"sent{n:04d}", trained.src_tok.pieces(ids),
-                           trained.tgt_tok.pieces(toks) + ["</s>"], maps)
+    maps = output_maps(trained.model, src_ids, tokens, trained.tgt_tok, device)
+    for line, sentence in zip(lines, maps):
+        save_sentence_maps(directory / f"sent{line:04d}.png", to_probe(sentence, trained.src_tok, trained.tgt_tok),
+                           title=f"line {line}")
 
 
 @hydra.main(config_path=config_dir(), config_name="translate", version_base="1.3")

@@ -6,15 +6,17 @@ import logging
 import math
 import signal
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
 from tqdm import tqdm
 
 from nmt.data.batching import Batch
-from nmt.evaluation.evaluate import DecodeSettings, evaluate_texts
-from nmt.logging import RunLogger
+from nmt.decoding.inspect import SentenceMaps, output_attention
+from nmt.evaluation.evaluate import DecodeSettings, decode_texts
+from nmt.evaluation.metrics import corpus_scores
+from nmt.logging import Probe, RunLogger
 from nmt.models.seq2seq import Seq2Seq
 from nmt.training import checkpoint as ckpt
 from nmt.training.loss import label_smoothed_loss
@@ -150,10 +152,10 @@ class Trainer:
         """Val loss/ppl (teacher forcing) and BLEU/chrF/TER of greedy output."""
         nll = self.validation_loss()
         n = self.s.valid_max_sentences or len(self.valid.src_ids)
-        scores, texts = evaluate_texts(self.model, self.valid.src_ids[:n], self.valid.refs[:n],
-                                       self.tgt_tok, self.decode, self.device)
+        texts, hyp = decode_texts(self.model, self.valid.src_ids[:n], self.tgt_tok, self.decode, self.device)
+        scores = corpus_scores(texts, self.valid.refs[:n])
         self.model.train()
-        return {"loss": nll, "ppl": math.exp(min(nll, 50)), **scores, "hyps": texts}
+        return {"loss": nll, "ppl": math.exp(min(nll, 50)), **scores, "hyps": texts, "tokens": hyp.tokens}
 
     def after_validation(self, result: dict) -> bool:
         """Log, early-stopping bookkeeping, best checkpoint. Returns True to stop."""
@@ -162,6 +164,7 @@ class Trainer:
                   **{k: result[k] for k in ("loss", "ppl", "bleu", "chrf", "ter")}}
         p.history.append(record)
         self.logger.scalars({f"valid/{k}": result[k] for k in ("loss", "ppl", "bleu", "chrf", "ter")}, p.step)
+        self.log_attention(result.get("tokens", []))
         self.scheduler.validation(result["bleu"])
         improved = result["bleu"] > p.best_bleu
         if improved:
@@ -173,6 +176,29 @@ class Trainer:
                  result["ppl"], " (best)" if improved else f" ({p.bad_validations}/{self.s.patience} no gain)")
         self.save(best=improved)
         return p.bad_validations >= self.s.patience
+
+    @torch.no_grad()
+    def log_attention(self, tokens: list[list[int]]) -> None:
+        """attn_stats/* of the first stats_sentences validation outputs and heatmaps of the probes'
+        own output (greedy = these tokens, or beam search with logger.probe_beam)."""
+        cfg = self.logger.probes
+        if cfg is None or not self.logger.enabled:
+            return
+        n_stats, n_probe = min(cfg.stats_sentences, len(tokens)), min(cfg.probe_sentences, len(self.valid.src_ids))
+        try:
+            maps = output_maps(self.model, self.valid.src_ids[:n_stats], tokens[:n_stats], self.tgt_tok, self.device)
+            self.logger.attention_stats([(m.maps, m.centres) for m in maps], self.progress.step)
+            if not n_probe:
+                return
+            if cfg.probe_beam > 1 or n_stats < n_probe:
+                src = self.valid.src_ids[:n_probe]
+                settings = replace(self.decode, beam_size=cfg.probe_beam)
+                out = decode_texts(self.model, src, self.tgt_tok, settings, self.device)[1].tokens
+                maps = output_maps(self.model, src, out, self.tgt_tok, self.device)
+            probes = [to_probe(m, self.src_tok, self.tgt_tok) for m in maps[:n_probe]]
+            self.logger.attention_images(probes, self.progress.step)
+        finally:
+            self.model.train()
 
     # ---------------------------------------------------------------- checkpoints
     def state(self) -> dict:
@@ -309,6 +335,22 @@ class Trainer:
                              "train/lr": float(window[-1]["lr"]), "train/tokens_per_s": tok_s,
                              "train/epoch": self.progress.epoch}, self.progress.step)
         log.debug("step %d loss %.3f (%d steps)", self.progress.step, loss, n)
+
+
+def output_maps(model: Seq2Seq, src_ids: list[list[int]], out_ids: list[list[int]], tgt_tok, device: torch.device,
+                chunk: int = 64) -> list[SentenceMaps]:
+    """Every attention map of the model's own output (nmt.decoding.inspect), `chunk` sentences a pass."""
+    maps = []
+    for i in range(0, len(src_ids), chunk):
+        maps += output_attention(model, src_ids[i: i + chunk], out_ids[i: i + chunk], pad_id=tgt_tok.pad_id,
+                                 bos_id=tgt_tok.bos_id, eos_id=tgt_tok.eos_id, device=device)
+    return maps
+
+
+def to_probe(maps: SentenceMaps, src_tok, tgt_tok) -> Probe:
+    """Label a sentence's maps with sentencepiece pieces; the output's final eos is "</s>"."""
+    return Probe(src_tok.pieces(maps.src_ids), tgt_tok.pieces(maps.out_ids[:-1]) + ["</s>"], maps.maps,
+                 maps.centres)
 
 
 class StopOnSignal:

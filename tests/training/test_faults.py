@@ -94,8 +94,8 @@ def test_non_finite_losses_skip_updates_then_stop_with_last_good_state(tmp_path,
         return (loss * float("nan"), nll) if calls[0] > 6 else (loss, nll)
     real_step = Trainer.train_step
 
-    def recording_step(self, micro):
-        out = real_step(self, micro)
+    def recording_step(self, micro, total):
+        out = real_step(self, micro, total)
         weights[self.progress.step] = {k: v.clone() for k, v in self.model.state_dict().items()}
         return out
     monkeypatch.setattr("nmt.training.trainer.label_smoothed_loss", nan_after_six)

@@ -1,0 +1,113 @@
+"""Attention statistics per slot: entropy, final-source-token mass, monotonicity, local-p centre error.
+
+The exact definitions (and why) are in docs/attention_stats.md. Every statistic is computed on
+rows renormalised to sum 1 (local-p rows sum to at most 1 before that, Luong et al. 2015, Eq. 10);
+rows with no mass at all (a local-m query past the end of its source) are left out.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+_TINY = 1e-12
+
+
+def key_is_source(slot: str) -> bool:
+    """Cross-attention ("cross", "dec.<i>.cross") and encoder self-attention attend the source."""
+    return slot.endswith("cross") or slot.startswith("enc.")
+
+
+def normalise_rows(weights: Tensor) -> tuple[Tensor, Tensor]:
+    """weights (..., Tk) -> (rows renormalised to sum 1, (...) bool: the row has any mass)."""
+    mass = weights.sum(-1, keepdim=True)
+    live = mass.squeeze(-1) > _TINY
+    return weights / mass.clamp_min(_TINY), live
+
+
+def row_entropy(probs: Tensor) -> Tensor:
+    """probs (..., Tk), rows summing to 1 -> (...) entropy in nats, with 0 log 0 = 0.
+
+    A uniform row over Tk keys gives log(Tk), the maximum; a one-hot row gives 0.
+    """
+    return -(probs * probs.clamp_min(_TINY).log()).sum(-1)
+
+
+def average_ranks(x: Tensor) -> Tensor:
+    """(N,) values -> (N,) float ranks 1..N, ties given their average rank (as Spearman's rho needs)."""
+    values, inverse, counts = torch.unique(x, sorted=True, return_inverse=True, return_counts=True)
+    ends = counts.cumsum(0).double()            # (U,) last rank of each distinct value
+    mean_rank = ends - (counts.double() - 1) / 2  # (U,) average of ranks ends-count+1 .. ends
+    return mean_rank[inverse]
+
+
+def spearman(x: Tensor, y: Tensor) -> float:
+    """Spearman's rank correlation of two (N,) sequences; 0 when either is constant, nan when N < 2."""
+    if x.numel() < 2:
+        return math.nan
+    rx, ry = average_ranks(x), average_ranks(y)
+    rx, ry = rx - rx.mean(), ry - ry.mean()
+    denom = float((rx.pow(2).sum() * ry.pow(2).sum()).sqrt())
+    return float((rx * ry).sum()) / denom if denom > 0 else 0.0
+
+
+def monotonicity(weights: Tensor) -> list[float]:
+    """weights (H, Tq, Tk) -> per head: Spearman rho between the query position t and argmax_s a_t(s).
+
+    A diagonal map gives 1, an anti-diagonal (reversal) -1, rows attending one fixed key 0.
+    Heads with fewer than two live rows give nan.
+    """
+    probs, live = normalise_rows(weights)
+    out = []
+    for h in range(weights.size(0)):
+        rows = live[h].nonzero().squeeze(-1)  # (Tlive,) query positions with mass
+        out.append(spearman(rows.double(), probs[h, rows].argmax(-1).double()))
+    return out
+
+
+def centre_errors(weights: Tensor, centres: Tensor) -> Tensor:
+    """weights (H, Tq, Tk), centres p_t (Tq,) -> (Tlive,) |p_t - argmax_s a_t(s)| over heads' live rows."""
+    probs, live = normalise_rows(weights)
+    err = (centres.to(probs.dtype)[None, :] - probs.argmax(-1).to(probs.dtype)).abs()  # (H, Tq)
+    return err[live]
+
+
+def slot_stats(slot: str, maps: list[Tensor], centres: list[Tensor] | None = None) -> dict[str, float]:
+    """Statistics of one attention slot over sentences: maps [(H, Tq, Tk)], centres [(Tq,)] for local-p.
+
+    entropy / eos_mass / centre_error: means over every live row of every head and sentence;
+    monotonicity: mean over (sentence, head) pairs with at least two live rows. eos_mass (the share
+    on the last key = the sentence's final source subword) only where the keys are the source.
+    """
+    ent, last, mono, cerr = [], [], [], []
+    for i, w in enumerate(maps):
+        probs, live = normalise_rows(w.double())
+        ent.append(row_entropy(probs)[live])
+        last.append(probs[..., -1][live])
+        mono.extend(m for m in monotonicity(w) if not math.isnan(m))
+        if centres is not None:
+            cerr.append(centre_errors(w.double(), centres[i]))
+    stats = {"entropy": _mean(ent)}
+    if key_is_source(slot):
+        stats["eos_mass"] = _mean(last)
+    stats["monotonicity"] = sum(mono) / len(mono) if mono else math.nan
+    if centres is not None:
+        stats["centre_error"] = _mean(cerr)
+    return stats
+
+
+def attention_stats(sentences: list[tuple[dict[str, Tensor], dict[str, Tensor]]]) -> dict[str, dict[str, float]]:
+    """[(maps {slot: (H, Tq, Tk)}, centres {slot: (Tq,)})] per sentence -> {slot: {stat: value}}."""
+    if not sentences:
+        return {}
+    result = {}
+    for slot in sentences[0][0]:
+        cen = [c[slot] for _, c in sentences] if slot in sentences[0][1] else None
+        result[slot] = slot_stats(slot, [m[slot] for m, _ in sentences], cen)
+    return result
+
+
+def _mean(parts: list[Tensor]) -> float:
+    values = torch.cat([p.reshape(-1) for p in parts]) if parts else torch.zeros(0)
+    return float(values.mean()) if values.numel() else math.nan
