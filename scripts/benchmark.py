@@ -374,8 +374,17 @@ def machine_info(device: torch.device, args: argparse.Namespace) -> dict:
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "peak_flops": peak_flops(device, args.peak_flops),
+        "loadavg_1m_start": _loadavg(),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
+
+
+def _loadavg() -> float | None:
+    """1-minute load average (other processes on a shared CPU distort every figure)."""
+    try:
+        return os.getloadavg()[0]
+    except (OSError, AttributeError):
+        return None
 
 
 def _cpu_name() -> str:
@@ -433,7 +442,8 @@ def markdown_table(report: dict) -> str:
         rows.append("| " + " | ".join(cells) + " |")
     mem_kinds = sorted({r["mem_kind"] for r in report["results"].values()})
     rows.append(f"\n{m['device']} ({m['device_type']}, {m['cpu_count']} CPUs, torch {m['torch']}); "
-                f"peak mem = {', '.join(mem_kinds)}.")
+                f"peak mem = {', '.join(mem_kinds)}; 1-min load average {_fmt(m['loadavg_1m_start'], '.2f')} "
+                f"before, {_fmt(m.get('loadavg_1m_end'), '.2f')} after.")
     return "\n".join(rows) + "\n"
 
 
@@ -454,6 +464,7 @@ def main(argv: list[str] | None = None) -> dict:
     for name in args.models:
         print(f"[benchmark] {name} ...", file=sys.stderr, flush=True)
         report["results"][name] = bench_model(name, args, device, batches, src_ids)
+    report["machine"]["loadavg_1m_end"] = _loadavg()
     if args.joeynmt_json:
         report["joeynmt"] = load_joey(args.joeynmt_json)
     table = markdown_table(report)

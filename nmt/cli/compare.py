@@ -11,7 +11,6 @@ import argparse
 import csv
 import json
 import logging
-import math
 import re
 import sys
 from dataclasses import dataclass
@@ -189,7 +188,8 @@ def plot_side_by_side(runs: list[Run], probe: int, path: Path) -> bool:
         if probe >= len(probes):
             continue
         p = Probe(**probes[probe])
-        slot = "cross" if "cross" in p.maps else sorted((k for k in p.maps if k.endswith(".cross")), key=natural_key)[-1]
+        cross = sorted((k for k in p.maps if k.endswith("cross")), key=natural_key)  # "cross" or dec.<i>.cross
+        slot = cross[-1]
         panels.append((f"{r.name}\n{attention_label(r.cfg['model'])}\n{slot}", p, slot))
     if panels:
         save_figure(side_by_side_figure(panels), path)

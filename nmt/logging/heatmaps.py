@@ -19,7 +19,7 @@ CELL_IN = 0.18      # inches per token on either axis
 MAX_SIDE_IN = 9.0   # one map is at most 9 x 9 inches (720 x 720 px at 80 dpi)
 MIN_W_IN, MIN_H_IN = 3.0, 2.5
 # fixed margins (inches) of a single map: a layout engine would cost ~40% more time per image
-LEFT_IN, RIGHT_IN, BOTTOM_IN, TOP_IN = 0.85, 0.1, 0.85, 0.3
+LEFT_IN, RIGHT_IN, BOTTOM_IN, TOP_IN = 0.95, 0.1, 0.9, 0.3
 MAX_LABEL = 12      # longer tick labels are shortened with "…" to fit the margins
 
 
@@ -42,7 +42,7 @@ def map_size(n_keys: int, n_queries: int) -> tuple[float, float]:
 def image_shape(n_keys: int, n_queries: int) -> tuple[int, int]:
     """(height, width) in pixels of `map_figure` for a map of n_queries x n_keys."""
     w, h = map_size(n_keys, n_queries)
-    return int(round(h * DPI)), int(round(w * DPI))
+    return int(h * DPI), int(w * DPI)  # matplotlib's canvas truncates inches * dpi the same way
 
 
 def _escape(labels: list[str]) -> list[str]:
