@@ -83,3 +83,13 @@ def test_gpu_trainer_is_picked_when_cuda_is_there(argv, expected):
     from nmt.cli.common import default_trainer_override
     assert default_trainer_override(argv, cuda=True) == expected
     assert default_trainer_override(argv, cuda=False) == argv
+
+
+def test_wheel_lists_every_package_and_ships_the_configs():
+    """pyproject lists packages explicitly (configs/ is mapped to nmt.configs): keep it complete."""
+    import tomllib
+    project = tomllib.loads((CONFIGS.parent / "pyproject.toml").read_text())["tool"]["setuptools"]
+    on_disk = {".".join(p.parent.relative_to(CONFIGS.parent).parts)
+               for p in (CONFIGS.parent / "nmt").rglob("__init__.py")}
+    assert set(project["packages"]) == on_disk | {"nmt.configs"}
+    assert project["package-dir"]["nmt.configs"] == "configs"
