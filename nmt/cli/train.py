@@ -24,7 +24,8 @@ from nmt.training import checkpoint as ckpt
 from nmt.training.distributed import DistInfo, init_distributed, shutdown
 from nmt.training.optim import OptimSettings
 from nmt.training.run import check_run_dir, run_meta, save_run_files
-from nmt.training.trainer import Trainer, TrainSettings, ValidData, output_maps, to_probe
+from nmt.decoding.inspect import output_maps
+from nmt.training.trainer import Trainer, TrainSettings, ValidData, to_probe
 
 log = logging.getLogger("nmt.train")
 

@@ -45,7 +45,8 @@ def write_attention_pngs(directory: Path, trained, src_ids: list[list[int]], tok
     """One PNG per translated sentence, every slot (rows) and head (columns) of the model's own output:
     <directory>/sent<NNNN>.png, NNNN the 0-based input line."""
     from nmt.logging.heatmaps import save_sentence_maps  # matplotlib only when asked for
-    from nmt.training.trainer import output_maps, to_probe
+    from nmt.decoding.inspect import output_maps
+    from nmt.training.trainer import to_probe
     directory.mkdir(parents=True, exist_ok=True)
     maps = output_maps(trained.model, src_ids, tokens, trained.tgt_tok, device)
     for line, sentence in zip(lines, maps):

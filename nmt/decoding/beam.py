@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from nmt.decoding.greedy import Hypotheses, collect_attention, cross_maps, cut, length_limits
+from nmt.decoding.greedy import Hypotheses, cut, length_limits
 from nmt.models.seq2seq import Seq2Seq
 
 
@@ -26,15 +26,14 @@ def _restrict(logp: Tensor, finished: Tensor, at_limit: Tensor, eos_id: int) -> 
 
 @torch.no_grad()
 def beam_search(model: Seq2Seq, src: Tensor, src_lengths: Tensor, beam_size: int, bos_id: int,
-                eos_id: int, alpha: float, max_len_a: float, max_len_b: int,
-                need_weights: bool = False) -> Hypotheses:
+                eos_id: int, alpha: float, max_len_a: float, max_len_b: int) -> Hypotheses:
     """src (B, S) -> best hypothesis per sentence by score / length_penalty.
 
     Finished hypotheses stay in the beam (extended by eos at no cost) so every step
     is one batched top-k over (B, K*V).
     """
     B, K, dev = src.size(0), beam_size, src.device
-    enc = model.encode(src, src_lengths, need_weights=need_weights)
+    enc = model.encode(src, src_lengths)
     state = model.init_state(enc)
     expand = torch.arange(B, device=dev).repeat_interleave(K)  # (B*K,)
     enc = enc.index_select(expand)
@@ -45,9 +44,8 @@ def beam_search(model: Seq2Seq, src: Tensor, src_lengths: Tensor, beam_size: int
     seqs = torch.full((B * K, 1), bos_id, dtype=torch.long, device=dev)
     finished = torch.zeros(B * K, dtype=torch.bool, device=dev)
     lengths = torch.zeros(B * K, dtype=torch.long, device=dev)
-    attn, cens = {}, {}
     for t in range(int(limits.max())):
-        out = model.decode(seqs[:, -1:], enc, state, need_weights=need_weights)
+        out = model.decode(seqs[:, -1:], enc, state)
         logp = F.log_softmax(out.hidden[:, -1].float(), dim=-1)  # (BK, V)
         logp = _restrict(logp, finished, ~finished & (t + 1 >= limits), eos_id)
         V = logp.size(-1)
@@ -58,26 +56,8 @@ def beam_search(model: Seq2Seq, src: Tensor, src_lengths: Tensor, beam_size: int
         lengths = lengths.index_select(0, origin) + (~finished.index_select(0, origin)).long()
         finished = finished.index_select(0, origin) | (token == eos_id)
         state, scores = {k: v.index_select(0, origin) for k, v in out.state.items()}, top
-        if need_weights:
-            attn = _grow(attn, cross_maps(out.attention), origin, dim=2)
-            cens = _grow(cens, out.centres, origin, dim=1)
         if bool(finished.all()):
             break
     norm = scores / length_penalty(lengths.view(B, K), alpha)  # (B, K)
     best = torch.arange(B, device=dev) * K + norm.argmax(dim=-1)  # (B,)
-    tokens = cut(seqs.index_select(0, best)[:, 1:], eos_id)
-    hyp = Hypotheses(tokens, scores.view(-1).index_select(0, best))
-    if need_weights:
-        pick = lambda d: {k: v.index_select(0, best) for k, v in d.items()}  # noqa: E731
-        hyp.attention, hyp.centres = collect_attention(pick(attn), pick(cens), [len(x) for x in tokens],
-                                                       src_lengths)
-    return hyp
-
-
-def _grow(hist: dict[str, Tensor], new: dict[str, Tensor], origin: Tensor, dim: int) -> dict[str, Tensor]:
-    """Reorder the attention history by beam origin and append this step along `dim`."""
-    out = {}
-    for k, v in new.items():
-        v = v.index_select(0, origin)
-        out[k] = torch.cat([hist[k].index_select(0, origin), v], dim=dim) if k in hist else v
-    return out
+    return Hypotheses(cut(seqs.index_select(0, best)[:, 1:], eos_id), scores.view(-1).index_select(0, best))

@@ -36,3 +36,13 @@ def output_attention(model: Seq2Seq, src_ids: list[list[int]], out_ids: list[lis
         cen = {k: v[b, : T[b]].float().cpu() for k, v in out.centres.items()}
         result.append(SentenceMaps(batch.src[b, : S[b]].tolist(), batch.tgt_out[b, : T[b]].tolist(), maps, cen))
     return result
+
+
+def output_maps(model: Seq2Seq, src_ids: list[list[int]], out_ids: list[list[int]], tgt_tok, device: torch.device,
+                chunk: int = 64) -> list[SentenceMaps]:
+    """Every attention map of the model's own output (output_attention), `chunk` sentences a pass."""
+    maps = []
+    for i in range(0, len(src_ids), chunk):
+        maps += output_attention(model, src_ids[i: i + chunk], out_ids[i: i + chunk], pad_id=tgt_tok.pad_id,
+                                 bos_id=tgt_tok.bos_id, eos_id=tgt_tok.eos_id, device=device)
+    return maps

@@ -20,12 +20,11 @@ class DecodeSettings:
 
 
 def decode_texts(model: Seq2Seq, src_ids: list[list[int]], tgt_tok, s: DecodeSettings,
-                 device: torch.device, need_weights: bool = False) -> tuple[list[str], Hypotheses]:
+                 device: torch.device) -> tuple[list[str], Hypotheses]:
     """Translate id sequences and detokenise with the target sentencepiece model."""
     hyp = translate_ids(model, src_ids, pad_id=tgt_tok.pad_id, bos_id=tgt_tok.bos_id, eos_id=tgt_tok.eos_id,
                         beam_size=s.beam_size, alpha=s.length_penalty, max_len_a=s.max_len_a,
-                        max_len_b=s.max_len_b, max_sentences=s.max_sentences, device=device,
-                        need_weights=need_weights)
+                        max_len_b=s.max_len_b, max_sentences=s.max_sentences, device=device)
     return tgt_tok.decode(hyp.tokens), hyp
 
 

@@ -56,7 +56,7 @@ def build_model(cfg: DictConfig, src_vocab: int, tgt_vocab: int, pad_id: int) ->
         decoder = build_part(cfg.decoder, "model.decoder", tgt_vocab, pad_id, enc_dim=encoder.output_dim)
     else:  # rnn and hybrid: an RNN decoder with any attention of model/attention/
         attention, flow = build_attention(cfg.attention, cfg.decoder.hidden_size, encoder.output_dim)
-        final_dim = getattr(encoder, "final_dim", None) or encoder.output_dim
+        final_dim = encoder.final_dim or encoder.output_dim  # None: a Transformer encoder
         decoder = build_part(cfg.decoder, "model.decoder", tgt_vocab, pad_id, attention=attention, flow=flow,
                              enc_dim=encoder.output_dim, enc_final_dim=final_dim)
     generator = nn.Linear(decoder.output_dim, tgt_vocab)

@@ -127,9 +127,10 @@ class RNNDecoder(nn.Module):
             o, hx, att = step(emb[:, t: t + 1], enc, hx, feed, positions[:, t: t + 1], need_weights)
             feed = o[:, 0]
             outs.append(o)
-            weights.append(att.weights)
-            if att.centres is not None:
-                centres.append(att.centres)
+            if need_weights:  # training never pays for collecting maps
+                weights.append(att.weights)
+                if att.centres is not None:
+                    centres.append(att.centres)
         new = self._store(state, hx, T)
         if self.input_feeding:
             new["feed"] = feed
@@ -140,8 +141,9 @@ class RNNDecoder(nn.Module):
         h_seq, hx = self.rnn(emb, self._hx(state))  # (B, T, H)
         att = self._attend(h_seq, enc, positions, need_weights)
         out = torch.tanh(self.combine(torch.cat([att.context, h_seq], dim=-1)))  # (B, T, H)
-        cen = [att.centres] if att.centres is not None else []
-        return _output(self.dropout(out), self._store(state, hx, emb.size(1)), [att.weights], cen)
+        weights = [att.weights] if need_weights else []
+        cen = [att.centres] if need_weights and att.centres is not None else []
+        return _output(self.dropout(out), self._store(state, hx, emb.size(1)), weights, cen)
 
     def _luong_step(self, emb_t, enc, hx, feed, pos, need_weights):
         """emb_t (B, 1, E), feed (B, H) h~_{t-1} -> h~_t (B, 1, H)."""
@@ -160,7 +162,7 @@ class RNNDecoder(nn.Module):
 
 
 def _output(hidden: Tensor, state: State, weights: list[Tensor], centres: list[Tensor]) -> DecoderOutput:
-    """Stack per-step attention (B, H, 1, S) along Tq into (B, H, T, S)."""
-    attn = {"cross": torch.cat(weights, dim=2)}
+    """Stack per-step attention (B, H, 1, S) along Tq into (B, H, T, S); none when not asked for."""
+    attn = {"cross": torch.cat(weights, dim=2)} if weights else {}
     cen = {"cross": torch.cat(centres, dim=1)} if centres else {}
     return DecoderOutput(hidden, state, attn, cen)

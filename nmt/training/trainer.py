@@ -13,7 +13,7 @@ import torch
 from tqdm import tqdm
 
 from nmt.data.batching import Batch
-from nmt.decoding.inspect import SentenceMaps, output_attention
+from nmt.decoding.inspect import SentenceMaps, output_maps
 from nmt.evaluation.evaluate import DecodeSettings, decode_texts
 from nmt.evaluation.metrics import corpus_scores
 from nmt.logging import Probe, RunLogger
@@ -335,16 +335,6 @@ class Trainer:
                              "train/lr": float(window[-1]["lr"]), "train/tokens_per_s": tok_s,
                              "train/epoch": self.progress.epoch}, self.progress.step)
         log.debug("step %d loss %.3f (%d steps)", self.progress.step, loss, n)
-
-
-def output_maps(model: Seq2Seq, src_ids: list[list[int]], out_ids: list[list[int]], tgt_tok, device: torch.device,
-                chunk: int = 64) -> list[SentenceMaps]:
-    """Every attention map of the model's own output (nmt.decoding.inspect), `chunk` sentences a pass."""
-    maps = []
-    for i in range(0, len(src_ids), chunk):
-        maps += output_attention(model, src_ids[i: i + chunk], out_ids[i: i + chunk], pad_id=tgt_tok.pad_id,
-                                 bos_id=tgt_tok.bos_id, eos_id=tgt_tok.eos_id, device=device)
-    return maps
 
 
 def to_probe(maps: SentenceMaps, src_tok, tgt_tok) -> Probe:

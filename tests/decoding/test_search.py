@@ -43,9 +43,21 @@ def test_scores_are_model_log_probs(half_trained):
         torch.testing.assert_close(lp, b.scores[i], atol=1e-4, rtol=1e-4)
 
 
-def test_beam_attention_is_of_the_output(half_trained):
+def test_maps_of_the_beam_output_match_stepwise_decoding(half_trained):
+    """output_attention (one forced pass over the beam output) gives, per sentence, the cross maps the
+    decoder produced step by step for that output: (1, len+1, S), rows summing to 1."""
+    from nmt.decoding.inspect import output_attention
     model, src, src_len = half_trained
-    b = beam_search(model, src[:3], src_len[:3], 4, BOS, EOS, 1.0, 1.5, 5, need_weights=True)
-    for toks, maps, n in zip(b.tokens, b.attention, src_len[:3].tolist()):
-        assert maps["cross"].shape == (1, len(toks) + 1, n)
-        torch.testing.assert_close(maps["cross"].sum(-1), torch.ones(1, len(toks) + 1))
+    b = beam_search(model, src[:3], src_len[:3], 4, BOS, EOS, 1.0, 1.5, 5)
+    src_ids = [src[i, : n].tolist() for i, n in enumerate(src_len[:3].tolist())]
+    maps = output_attention(model, src_ids, b.tokens, pad_id=0, bos_id=BOS, eos_id=EOS, device=torch.device("cpu"))
+    for i, (toks, m) in enumerate(zip(b.tokens, maps)):
+        assert m.out_ids == [*toks, EOS] and m.maps["cross"].shape == (1, len(toks) + 1, len(src_ids[i]))
+        torch.testing.assert_close(m.maps["cross"].sum(-1), torch.ones(1, len(toks) + 1))
+        enc = model.encode(src[i: i + 1, : src_len[i]], src_len[i: i + 1])
+        state, steps = model.init_state(enc), []
+        for tok in [BOS, *toks]:
+            out = model.decode(torch.tensor([[tok]]), enc, state, need_weights=True)
+            state = out.state
+            steps.append(out.attention["cross"][0])
+        torch.testing.assert_close(m.maps["cross"], torch.cat(steps, 1), atol=1e-5, rtol=1e-5)

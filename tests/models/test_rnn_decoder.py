@@ -39,8 +39,8 @@ def test_bahdanau_attends_with_previous_state():
     for attention, same in (("bahdanau", True), ("luong_general", False)):
         model = tiny_model([f"model/attention={attention}"]).eval()
         enc = model.encode(src, src_len)
-        a = model.decode(torch.tensor([[4]]), enc, model.init_state(enc)).attention["cross"]
-        b = model.decode(torch.tensor([[9]]), enc, model.init_state(enc)).attention["cross"]
+        a = model.decode(torch.tensor([[4]]), enc, model.init_state(enc), need_weights=True).attention["cross"]
+        b = model.decode(torch.tensor([[9]]), enc, model.init_state(enc), need_weights=True).attention["cross"]
         assert torch.allclose(a, b) == same
 
 
@@ -60,3 +60,12 @@ def test_tied_embeddings_need_matching_sizes():
         tiny_model(["model.tie_embeddings=true"])
     model = tiny_model(["model.tie_embeddings=true", "model.decoder.emb_size=24"])
     assert model.generator.weight is model.decoder.embed.weight
+
+
+def test_maps_are_collected_only_when_asked_for():
+    model = tiny_model(["model/attention=local_p"]).eval()
+    src, src_len = pad_batch([[5, 6, 7, 8]], eos=True)
+    out, _ = model(src, src_len, torch.tensor([[2, 4, 9]]))
+    assert out.attention == {} and out.centres == {}
+    out, _ = model(src, src_len, torch.tensor([[2, 4, 9]]), need_weights=True)
+    assert out.attention["cross"].shape == (1, 1, 3, 5) and out.centres["cross"].shape == (1, 3)
