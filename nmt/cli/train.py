@@ -68,8 +68,11 @@ def build_trainer(cfg: DictConfig, data: DataBundle, run_dir: Path, device: torc
 def final_evaluation(trainer: Trainer, data: DataBundle, cfg: DictConfig, device: torch.device) -> dict:
     """Best checkpoint, beam search on valid and test; hypotheses, references, final attention PNGs,
     TensorBoard hparams and metrics.json (with decode speed and peak memory)."""
-    best = ckpt.load(trainer.run_dir / "checkpoints" / "best.pt")
-    trainer.model.load_state_dict(best["model"])
+    best_path = trainer.run_dir / "checkpoints" / "best.pt"
+    if best_path.is_file():
+        trainer.model.load_state_dict(ckpt.load(best_path)["model"])
+    else:  # every write of best.pt failed (logged then): evaluate the weights in memory
+        log.error("%s missing: evaluating the final weights instead of the best ones", best_path)
     s = cfg.trainer
     decode = DecodeSettings(s.beam_size, s.length_penalty, s.max_len_a, s.max_len_b, 64)
     p = trainer.progress

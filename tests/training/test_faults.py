@@ -106,3 +106,17 @@ def test_non_finite_losses_skip_updates_then_stop_with_last_good_state(tmp_path,
     assert last["progress"]["step"] == 10
     for name, tensor in last["model"].items():
         assert torch.equal(tensor, weights[6][name]), f"{name} changed by a skipped update"
+
+
+def test_run_finishes_when_best_checkpoint_cannot_be_written(tmp_path, cache, monkeypatch, caplog):
+    real_save = ckpt.atomic_save
+
+    def no_best(payload, path):
+        if path.name == "best.pt":
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_save(payload, path)
+    monkeypatch.setattr(ckpt, "atomic_save", no_best)
+    with caplog.at_level(logging.ERROR):
+        metrics = train_cli.run(toy_cfg(tmp_path / "run", cache, ["trainer.max_steps=5"]))
+    assert "best.pt missing: evaluating the final weights" in caplog.text
+    assert metrics["steps"] == 5 and (tmp_path / "run" / "metrics.json").is_file()
