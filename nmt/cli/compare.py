@@ -18,7 +18,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from nmt.cli.common import setup_logging
+from nmt.common import setup_logging
 from nmt.logging import attention_label
 
 log = logging.getLogger("nmt.compare")

@@ -9,9 +9,10 @@ import hydra
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from nmt.cli.common import config_dir, pick_device, setup_logging
+from nmt.cli.common import config_dir
+from nmt.common import pick_device, setup_logging
 from nmt.evaluation.evaluate import DecodeSettings, evaluate_texts
-from nmt.logging import write_json
+from nmt.common import write_json
 from nmt.training.run import load_trained
 
 log = logging.getLogger("nmt.evaluate")

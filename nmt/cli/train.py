@@ -12,13 +12,13 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from nmt.cli.common import config_dir, default_trainer_override, pick_device, seed_everything, setup_logging
+from nmt.cli.common import config_dir, default_trainer_override
+from nmt.common import pick_device, seed_everything, setup_logging, write_json
 from nmt.data.batching import BatchIterator
 from nmt.data.pipeline import DataBundle, make_batches, prepare_data
 from nmt.evaluation.evaluate import DecodeSettings, decode_texts
 from nmt.evaluation.metrics import corpus_scores
-from nmt.logging import (ProbeSettings, RunLogger, attention_stats, peak_memory, reset_peak_memory, run_hparams,
-                         write_json)
+from nmt.logging import (ProbeSettings, RunLogger, attention_stats, peak_memory, reset_peak_memory, run_hparams)
 from nmt.models.build import build_model
 from nmt.training import checkpoint as ckpt
 from nmt.training.distributed import DistInfo, init_distributed, shutdown

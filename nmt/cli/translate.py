@@ -7,7 +7,8 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from nmt.cli.common import config_dir, pick_device, setup_logging
+from nmt.cli.common import config_dir
+from nmt.common import pick_device, setup_logging
 from nmt.evaluation.evaluate import DecodeSettings, decode_texts
 from nmt.training.run import load_trained
 

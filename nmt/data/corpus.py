@@ -12,12 +12,14 @@ import json
 import logging
 import os
 import random
-import tempfile
+import shutil
 import urllib.request
 import zlib
 from pathlib import Path
 
 import datasets
+
+from nmt.common import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +32,16 @@ class CorpusError(ValueError):
 
 
 # --------------------------------------------------------------------------- reading helpers
+
+
+def decode_utf8(raw: bytes, path, first_line: int = 1) -> str:
+    """bytes -> str; invalid UTF-8 raises CorpusError naming the file, the line and the fix."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line_no = first_line + raw.count(b"\n", 0, e.start)
+        raise CorpusError(f"{path}, line {line_no}: bytes {raw[e.start:e.end]!r} are not valid UTF-8; "
+                          "re-encode the file as UTF-8 (e.g. `iconv -f latin1 -t utf-8`)") from e
 
 
 def read_lines(path: str | os.PathLike) -> list[str]:
@@ -46,14 +58,7 @@ def read_lines(path: str | os.PathLike) -> list[str]:
             raw = f.read()
     except (OSError, EOFError) as e:  # gzip.BadGzipFile is an OSError
         raise CorpusError(f"{path}: cannot read file ({e}); check that it is a complete text or .gz file") from e
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        line_no = raw.count(b"\n", 0, e.start) + 1
-        raise CorpusError(
-            f"{path}, line {line_no}: bytes {raw[e.start:e.end]!r} are not valid UTF-8; "
-            f"re-encode the file as UTF-8 (e.g. `iconv -f latin1 -t utf-8`)") from e
-    lines = text.split("\n")
+    lines = decode_utf8(raw, path).split("\n")
     if lines and lines[-1] == "":
         lines.pop()  # the terminating newline of the last line
     return [line.strip() for line in lines]
@@ -105,11 +110,7 @@ def _read_records(path: Path, parse) -> datasets.Dataset:
     with (gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")) as f:
         for line_no, raw in enumerate(f, start=1):
             where = f"{path}, line {line_no}"
-            try:
-                line = raw.decode("utf-8").rstrip("\r\n")
-            except UnicodeDecodeError as e:
-                raise CorpusError(f"{where}: bytes {raw[e.start:e.end]!r} are not valid UTF-8; "
-                                  f"re-encode the file as UTF-8") from e
+            line = decode_utf8(raw, path, line_no).rstrip("\r\n")
             pair = parse(line, line_no, where)
             if pair is not None:
                 src.append(pair[0].strip())
@@ -170,17 +171,9 @@ class TextDirCorpus:
 
 
 def fetch_url(url: str, dest: Path, timeout: float = 30.0) -> None:
-    """Download url to dest atomically (temporary file in dest's directory, then rename)."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
-    try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
-            while chunk := response.read(1 << 16):
-                out.write(chunk)
-        os.replace(tmp, dest)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    """Download url to dest atomically (a failed download leaves nothing at dest)."""
+    with urllib.request.urlopen(url, timeout=timeout) as response:
+        atomic_write(dest, lambda out: shutil.copyfileobj(response, out, 1 << 16))
 
 
 class Multi30k(TextDirCorpus):

@@ -18,6 +18,7 @@ import datasets
 import numpy as np
 import pyarrow.compute as pc
 
+from nmt.common import file_sha256
 from nmt.data.batching import BatchIterator, TokenBatchSampler
 from nmt.data.corpus import column
 from nmt.data.tokenizer import SubwordTokenizer, train_tokenizers
@@ -55,10 +56,6 @@ def _text_digest(ds: datasets.Dataset) -> str:
     return h.hexdigest()
 
 
-def _file_digest(path: str) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
 def encode_split(ds: datasets.Dataset, src_tok: SubwordTokenizer, tgt_tok: SubwordTokenizer,
                  cache_dir: Path, name: str) -> datasets.Dataset:
     """Add src_ids, tgt_ids columns with datasets.map, cached as Arrow under cache_dir.
@@ -66,8 +63,8 @@ def encode_split(ds: datasets.Dataset, src_tok: SubwordTokenizer, tgt_tok: Subwo
     The cache file is keyed by the split's text and both tokenizer models, so a second
     run (or another run with the same data) reuses it without re-encoding.
     """
-    key = hashlib.sha256("|".join([CACHE_VERSION, _text_digest(ds), _file_digest(src_tok.model_path),
-                                   _file_digest(tgt_tok.model_path)]).encode()).hexdigest()[:16]
+    key = hashlib.sha256("|".join([CACHE_VERSION, _text_digest(ds), file_sha256(src_tok.model_path),
+                                   file_sha256(tgt_tok.model_path)]).encode()).hexdigest()[:16]
     cache_dir.mkdir(parents=True, exist_ok=True)
 
     def to_ids(rows: dict) -> dict:

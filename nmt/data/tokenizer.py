@@ -10,13 +10,13 @@ import io
 import json
 import logging
 import os
-import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import datasets
 import sentencepiece as spm
 
+from nmt.common import atomic_write_bytes
 from nmt.data.corpus import column
 
 log = logging.getLogger(__name__)
@@ -105,19 +105,6 @@ def _digest(lines: Iterable[str], settings: dict) -> str:
     return h.hexdigest()
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write data to path via a temporary file in the same directory and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def train_sentencepiece(lines: list[str], settings: dict, num_threads: int) -> bytes:
     """Train a sentencepiece model on lines and return the serialized model.
 
@@ -142,7 +129,7 @@ def _cached_model(lines: list[str], settings: dict, cache_dir: Path, name: str, 
     else:
         log.info("training %s %s tokenizer (vocab_size=%d) on %d lines", name, settings["model_type"],
                  settings["vocab_size"], len(lines))
-        _atomic_write(path, train_sentencepiece(lines, settings, num_threads))
+        atomic_write_bytes(path, train_sentencepiece(lines, settings, num_threads))
     return SubwordTokenizer(path)
 
 

@@ -1,9 +1,7 @@
 """TensorBoard writer (scalars, attention images, hparams) and run summaries (JSON, peak memory)."""
 from __future__ import annotations
 
-import json
 import math
-import os
 import resource
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,14 +38,6 @@ class Probe:
     out_pieces: list[str]                  # output subwords, the last "</s>"
     maps: dict[str, Tensor]                # slot -> (H, Tq, Tk)
     centres: dict[str, Tensor] = field(default_factory=dict)  # slot -> (Tq,) local-p p_t
-
-
-def write_json(path: Path, data: dict) -> None:
-    """Atomic JSON write (temporary file + rename)."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True))
-    os.replace(tmp, path)
 
 
 class RunLogger:

@@ -6,7 +6,8 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from nmt.models.embeddings import Embeddings
-from nmt.models.seq2seq import DecoderOutput, EncoderOutput, State, lengths_to_mask
+from nmt.attention.windows import lengths_mask
+from nmt.models.seq2seq import DecoderOutput, EncoderOutput, State
 
 CELLS = {"lstm": nn.LSTM, "gru": nn.GRU}
 FLOWS = ("luong", "bahdanau")
@@ -42,7 +43,7 @@ class RNNEncoder(nn.Module):
         # each (L*2, B, H) -> (B, L, 2H): forward and backward last states side by side
         parts = [s.view(self.rnn.num_layers, 2, s.size(1), s.size(2)).permute(2, 0, 1, 3)
                  .reshape(s.size(1), self.rnn.num_layers, -1) for s in states]
-        mask = lengths_to_mask(src_lengths, src.size(1))  # (B, S)
+        mask = lengths_mask(src_lengths, src.size(1))  # (B, S)
         return EncoderOutput(self.dropout(memory), mask, torch.cat(parts, dim=-1))
 
 

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import torch
 from torch import Tensor, nn
 
 State = dict[str, Tensor]  # every tensor batch-first, so beam search can index_select(0, ...)
@@ -63,8 +62,3 @@ class Seq2Seq(nn.Module):
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters() if p.requires_grad)
-
-
-def lengths_to_mask(lengths: Tensor, max_len: int) -> Tensor:
-    """lengths (B,) -> (B, max_len) bool, True = real token."""
-    return torch.arange(max_len, device=lengths.device)[None, :] < lengths[:, None]

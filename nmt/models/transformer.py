@@ -16,7 +16,8 @@ from torch import Tensor, nn
 
 from nmt.models.embeddings import Embeddings
 from nmt.models.positions import PositionEncoding
-from nmt.models.seq2seq import DecoderOutput, EncoderOutput, State, lengths_to_mask
+from nmt.attention.windows import lengths_mask
+from nmt.models.seq2seq import DecoderOutput, EncoderOutput, State
 
 
 class FeedForward(nn.Module):
@@ -102,7 +103,7 @@ class TransformerEncoder(nn.Module):
         B, S = src.shape
         positions = torch.arange(S, device=src.device).expand(B, S)  # (B, S)
         x = self.dropout(self.embed(src) + self.positions(positions, S - 1))  # (B, S, D)
-        mask = lengths_to_mask(src_lengths, S)  # (B, S)
+        mask = lengths_mask(src_lengths, S)  # (B, S)
         attention = {}
         for i, layer in enumerate(self.layers):
             x, weights = layer(x, mask[:, None, :], positions, need_weights)

@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 import logging
-import os
 import random
 import re
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from nmt.common import atomic_write
 
 log = logging.getLogger(__name__)
 STEP_RE = re.compile(r"step_(\d+)\.pt$")
@@ -41,23 +42,8 @@ def set_rng_state(state: dict) -> None:
 
 
 def atomic_save(payload: dict, path: Path) -> None:
-    """Write to a temporary file, fsync, rename: a crash leaves the old file or the new, never half."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    """torch.save through atomic_write: a crash leaves the old file or the new, never half."""
+    atomic_write(path, lambda f: torch.save(payload, f))
 
 
 def load(path: Path) -> dict:

@@ -1,7 +1,6 @@
 """Run directories: what a finished or running training leaves on disk, and loading it back."""
 from __future__ import annotations
 
-import hashlib
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -9,6 +8,7 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from nmt.common import file_sha256
 from nmt.data.tokenizer import SubwordTokenizer
 from nmt.models.build import build_model
 from nmt.models.seq2seq import Seq2Seq
@@ -28,15 +28,11 @@ class TrainedRun:
     step: int
 
 
-def file_sha(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
-
-
 def run_meta(cfg: DictConfig, src_tok: SubwordTokenizer, tgt_tok: SubwordTokenizer) -> dict:
     """What must match between a checkpoint and the config that resumes or loads it."""
     return {"model": OmegaConf.to_yaml(cfg.model, resolve=True), "src_vocab": len(src_tok),
-            "tgt_vocab": len(tgt_tok), "src_spm": file_sha(src_tok.model_path),
-            "tgt_spm": file_sha(tgt_tok.model_path)}
+            "tgt_vocab": len(tgt_tok), "src_spm": file_sha256(src_tok.model_path)[:16],
+            "tgt_spm": file_sha256(tgt_tok.model_path)[:16]}
 
 
 def check_run_dir(run_dir: Path, resume: bool) -> None:

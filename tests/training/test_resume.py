@@ -1,5 +1,4 @@
 """Kill -9 mid-epoch and resume: same losses and bit-identical final weights; SIGTERM exits cleanly."""
-import os
 import signal
 import subprocess
 import sys

@@ -1,0 +1,87 @@
+"""One home for the small helpers every part of nmt uses: atomic writes, file hashes, seeding,
+device choice and console logging (nanochat's common.py). Nothing here imports the rest of nmt."""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import random
+import sys
+import tempfile
+from pathlib import Path
+from typing import BinaryIO, Callable
+
+import numpy as np
+import torch
+
+
+def atomic_write(path: Path | str, write: Callable[[BinaryIO], None]) -> None:
+    """Call write(f) on a temporary file beside path, fsync, rename, fsync the directory.
+
+    A crash or an exception leaves the old file or the new one, never half of one, and no
+    temporary file behind.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def atomic_write_bytes(path: Path | str, data: bytes) -> None:
+    atomic_write(path, lambda f: f.write(data))
+
+
+def atomic_write_text(path: Path | str, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def write_json(path: Path | str, data: dict) -> None:
+    """Atomic, human-readable JSON (sorted keys)."""
+    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True))
+
+
+def file_sha256(path: Path | str) -> str:
+    """Hex sha256 of a file's bytes, read in 1 MiB chunks (no whole-file copy in memory)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def pick_device(name: str, local_rank: int = 0) -> torch.device:
+    """'auto' -> cuda when available; asking for cuda without one is an error naming the fix."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError("device cuda requested but CUDA is not available; use trainer=cpu (or device=cpu)")
+    return torch.device("cuda", local_rank) if name == "cuda" else torch.device(name)
+
+
+def setup_logging() -> None:
+    """Console logging unless someone (Hydra's job_logging, pytest) already set handlers up."""
+    root = logging.getLogger()
+    if not root.handlers:
+        logging.basicConfig(level=logging.INFO, format="[%(asctime)s %(name)s] %(message)s",
+                            datefmt="%H:%M:%S", stream=sys.stderr)
+    root.setLevel(min(root.level, logging.INFO) if root.level else logging.INFO)
