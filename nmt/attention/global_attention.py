@@ -5,6 +5,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from nmt.attention.base import AttentionOutput, build_score, masked_softmax
+from nmt.attention.intervention import WeightHook, intervene
 
 
 class GlobalAttention(nn.Module):
@@ -14,6 +15,8 @@ class GlobalAttention(nn.Module):
     concat), or Bahdanau et al. 2015, Eq. 5-6 with the additive score. Single head (H = 1).
     The query is h_t (Luong flow) or s_{t-1} (Bahdanau flow); the module does not care.
     """
+
+    intervention: WeightHook | None = None  # counterfactual tests only (nmt.attention.intervention)
 
     def __init__(self, query_dim: int, key_dim: int, score: str):
         super().__init__()
@@ -28,5 +31,6 @@ class GlobalAttention(nn.Module):
         whatever need_weights says.
         """
         weights = masked_softmax(self.score(query, keys), mask)  # (B, Tq, Tk)
+        weights = intervene(self.intervention, weights, mask)  # (B, Tq, Tk); unchanged by default
         context = weights @ values  # (B, Tq, Dv)
         return AttentionOutput(context, weights.unsqueeze(1))  # weights (B, 1, Tq, Tk)

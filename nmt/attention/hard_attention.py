@@ -6,6 +6,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from nmt.attention.base import AttentionOutput, build_score, masked_softmax
+from nmt.attention.intervention import WeightHook, intervene
 
 
 class HardAttention(nn.Module):
@@ -26,6 +27,8 @@ class HardAttention(nn.Module):
     Weights are one-hot on an unmasked key (a row with every key masked gives zeros), and
     exactly 0 on masked keys; in training they carry the straight-through gradient.
     """
+
+    intervention: WeightHook | None = None  # counterfactual tests only: acts on the one-hot weights
 
     def __init__(self, query_dim: int, key_dim: int, score: str, temperature: float):
         super().__init__()
@@ -54,5 +57,6 @@ class HardAttention(nn.Module):
         (B, Tq, Tk) -> context (B, Tq, Dv), weights (B, 1, Tq, Tk) one-hot.
         query_positions and need_weights are unused."""
         weights = self.select(self.score(query, keys), mask)  # (B, Tq, Tk)
+        weights = intervene(self.intervention, weights, mask)  # (B, Tq, Tk); unchanged by default
         context = weights @ values  # (B, Tq, Dv)
         return AttentionOutput(context, weights.unsqueeze(1))  # weights (B, 1, Tq, Tk)

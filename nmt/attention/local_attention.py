@@ -5,6 +5,7 @@ import torch
 from torch import Tensor, nn
 
 from nmt.attention.base import AttentionOutput, build_score, masked_softmax
+from nmt.attention.intervention import WeightHook, intervene
 from nmt.attention.windows import key_offsets, window_mask
 
 WINDOWS = ("local_m", "local_p")
@@ -27,6 +28,8 @@ class LocalAttention(nn.Module):
     attends nothing, gets zero weights and a zero context, as the paper's window implies.
     Windows are masks over the full key sequence: no padded window copies, no loops.
     """
+
+    intervention: WeightHook | None = None  # counterfactual tests only: acts on `align`, before Eq. 10
 
     def __init__(self, query_dim: int, key_dim: int, score: str, window: str,
                  half_width: int, sigma: float):
@@ -73,7 +76,8 @@ class LocalAttention(nn.Module):
         allowed = window_mask(centres, Tk, self.half_width)  # (B, Tq, Tk)
         if mask is not None:
             allowed = allowed & mask
-        return masked_softmax(self.score(query, keys), allowed), centres
+        align = masked_softmax(self.score(query, keys), allowed)  # (B, Tq, Tk)
+        return intervene(self.intervention, align, allowed), centres
 
     def forward(self, query: Tensor, keys: Tensor, values: Tensor, mask: Tensor | None, *,
                 query_positions: Tensor | None = None, need_weights: bool = True) -> AttentionOutput:

@@ -6,6 +6,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from nmt.attention.base import AttentionOutput, build_score, masked_softmax
+from nmt.attention.intervention import WeightHook, intervene
 from nmt.attention.windows import aligned_positions, causal_mask, window_mask
 
 WINDOWS = ("global", "causal", "local")
@@ -31,6 +32,8 @@ class MultiHeadAttention(nn.Module):
     on the attention probabilities in training only; returned weights are pre-dropout.
     For incremental decoding, cache `project_kv(keys, values)` and call `attend`.
     """
+
+    intervention: WeightHook | None = None  # counterfactual tests only (forces the explicit path)
 
     def __init__(self, query_dim: int, key_dim: int, num_heads: int, dropout: float,
                  window: str, half_width: int, score: str):
@@ -78,11 +81,12 @@ class MultiHeadAttention(nn.Module):
         B, Tq, _ = query.shape
         q = self._split(self.q_proj(query))  # (B, H, Tq, dh)
         mask4 = self._full_mask(mask, B, Tq, k.size(2), query_positions, query.device)
-        if not need_weights and self.sdpa_scale is not None:
+        if not need_weights and self.sdpa_scale is not None and self.intervention is None:
             heads = self._fused(q, k, v, mask4)  # (B, H, Tq, dh)
             weights = q.new_zeros(B, self.num_heads, Tq, 0)  # (B, H, Tq, 0): not computed
         else:
             weights = masked_softmax(self.score(q, k), mask4)  # (B, H, Tq, Tk)
+            weights = intervene(self.intervention, weights, mask4)  # (B, H, Tq, Tk); unchanged by default
             dropped = F.dropout(weights, self.dropout, self.training)  # (B, H, Tq, Tk)
             heads = dropped @ v  # (B, H, Tq, dh)
         merged = heads.transpose(1, 2).reshape(B, Tq, -1)  # (B, Tq, d)

@@ -342,15 +342,19 @@ class HubCorpus:
 # --------------------------------------------------------------------------- toy tasks
 
 
-TOY_TASKS = ("copy", "reverse", "sort")
+TOY_TASKS = ("copy", "reverse", "sort", "permute")
 
 
 class ToyCorpus:
     """Generated sequence tasks over word tokens "w0" .. "w{vocab-1}" (for tests and demos).
 
-    task: copy (tgt = src), reverse (tgt = reversed src), sort (tgt = src sorted by word id).
-    Each split name gives its own deterministic sample (seeded by seed and the split
+    task: copy (tgt = src), reverse (tgt = reversed src), sort (tgt = src sorted by word id),
+    permute (tgt = src reordered by one fixed permutation of positions: a permutation pi of
+    0..max_len-1 drawn once from `seed`; a sentence of n words takes the positions of pi below n,
+    in pi's order). Each split name gives its own deterministic sample (seeded by seed and the split
     name); train has ``size`` pairs, other splits ``eval_size`` (default: size).
+
+    The true word alignment of every task is known exactly: `gold_alignment(split)`.
     """
 
     def __init__(self, task: str, size: int, vocab: int, min_len: int, max_len: int, seed: int,
@@ -363,15 +367,42 @@ class ToyCorpus:
         self.task, self.size, self.vocab = task, size, vocab
         self.min_len, self.max_len, self.seed = min_len, max_len, seed
         self.eval_size = size if eval_size is None else eval_size
+        self.permutation = random.Random(seed).sample(range(max_len), max_len)  # the fixed pi of "permute"
+
+    def order(self, words: list[int]) -> list[int]:
+        """Target position j holds source word order[j]: the task as a reordering of positions."""
+        n = len(words)
+        return {"copy": list(range(n)), "reverse": list(range(n - 1, -1, -1)),
+                "sort": sorted(range(n), key=lambda k: words[k]),  # stable: equal words keep their order
+                "permute": [k for k in self.permutation if k < n]}[self.task]
+
+    def sample(self, split: str) -> list[tuple[list[int], list[int]]]:
+        """[(source word ids, order)] of a split (the same draws as `load`)."""
+        rng = random.Random(self.seed * 1_000_003 + zlib.crc32(split.encode()))
+        n = self.size if split == "train" else self.eval_size
+        pairs = []
+        for _ in range(n):
+            words = [rng.randrange(self.vocab) for _ in range(rng.randint(self.min_len, self.max_len))]
+            pairs.append((words, self.order(words)))
+        return pairs
 
     def load(self, split: str) -> datasets.Dataset:
         """Generate one split as a Dataset with columns src, tgt."""
-        rng = random.Random(self.seed * 1_000_003 + zlib.crc32(split.encode()))
-        n = self.size if split == "train" else self.eval_size
         src, tgt = [], []
-        for _ in range(n):
-            words = [rng.randrange(self.vocab) for _ in range(rng.randint(self.min_len, self.max_len))]
-            out = {"copy": words, "reverse": words[::-1], "sort": sorted(words)}[self.task]
+        for words, order in self.sample(split):
             src.append(" ".join(f"w{w}" for w in words))
-            tgt.append(" ".join(f"w{w}" for w in out))
+            tgt.append(" ".join(f"w{words[k]}" for k in order))
         return to_dataset(src, tgt)
+
+    def gold_alignment(self, split: str) -> list[tuple[set[tuple[int, int]], set[tuple[int, int]]]]:
+        """The true word alignment of each pair of `split`: (sure, possible) sets of (source word, target
+        word) links, 0-based. Sure: target word j comes from source word order[j]. Possible adds, for sort
+        only, every other source word with the same token (equal words may swap without changing the pair)."""
+        gold = []
+        for words, order in self.sample(split):
+            sure = {(k, j) for j, k in enumerate(order)}
+            possible = set(sure)
+            if self.task == "sort":
+                possible |= {(k, j) for j, src in enumerate(order) for k in range(len(words)) if words[k] == words[src]}
+            gold.append((sure, possible))
+        return gold

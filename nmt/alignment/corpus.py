@@ -1,0 +1,69 @@
+"""Align a corpus with a trained model: forced decoding, every cross-attention selection, AER per selection."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from nmt.alignment.aer import aer_scores
+from nmt.alignment.extract import AlignSettings, piece_words, selections, sentence_links
+from nmt.alignment.links import GoldAlignment, Link
+from nmt.decoding.inspect import output_maps
+from nmt.models.seq2seq import Seq2Seq
+
+
+@dataclass
+class CorpusAlignment:
+    links: dict[str, list[set[Link]]]   # selection name -> per sentence pair {(src word, tgt word)}
+    src_words: list[int]                # words per source sentence (whitespace tokens)
+    tgt_words: list[int]                # words per target sentence
+
+
+def word_count(pieces: list[str]) -> int:
+    return max(piece_words(pieces), default=-1) + 1
+
+
+def check_word_counts(lines: list[str], ids: list[list[int]], tok, side: str) -> list[int]:
+    """Words per line from the pieces; they must equal the whitespace tokens of the line (else the
+    tokeniser normalised spaces away and word indices would not match a gold file)."""
+    counts = []
+    for n, (line, seq) in enumerate(zip(lines, ids), start=1):
+        c = word_count(tok.pieces(seq))
+        if c != len(line.split()):
+            raise ValueError(f"{side} line {n}: {len(line.split())} whitespace words but the tokenizer sees {c}; "
+                             "remove control or zero-width characters so both agree")
+        counts.append(c)
+    return counts
+
+
+@torch.no_grad()
+def align_ids(model: Seq2Seq, src_ids: list[list[int]], tgt_ids: list[list[int]], src_tok, tgt_tok,
+              settings: AlignSettings, device: torch.device, chunk: int) -> dict[str, list[set[Link]]]:
+    """Forced decoding of tgt_ids (no bos/eos) on src_ids -> {selection: [links per pair]}.
+
+    A pair with an empty side gets no links in every selection.
+    """
+    links: dict[str, list[set[Link]]] = {}
+    keep = [k for k in range(len(src_ids)) if src_ids[k] and tgt_ids[k]]
+    found: dict[int, dict[str, set[Link]]] = {}
+    for start in range(0, len(keep), chunk):
+        idx = keep[start: start + chunk]
+        maps = output_maps(model, [src_ids[k] for k in idx], [tgt_ids[k] for k in idx], tgt_tok, device, chunk)
+        for k, m in zip(idx, maps):
+            src_w = piece_words(src_tok.pieces(m.src_ids))
+            tgt_w = piece_words(tgt_tok.pieces(m.out_ids[:-1]))
+            found[k] = {name: sentence_links(mp, src_w, tgt_w, settings) for name, mp in selections(m.maps).items()}
+    names = next(iter(found.values())).keys() if found else []
+    for name in names:
+        links[name] = [found[k][name] if k in found else set() for k in range(len(src_ids))]
+    return links
+
+
+def score_all(links: dict[str, list[set[Link]]], golds: list[GoldAlignment]) -> dict[str, dict[str, float]]:
+    """{selection: links} -> {selection: {precision, recall, aer}}."""
+    return {name: aer_scores(pred, golds) for name, pred in links.items()}
+
+
+def toy_golds(pairs: list[tuple[set[Link], set[Link]]]) -> list[GoldAlignment]:
+    """ToyCorpus.gold_alignment output -> GoldAlignment per pair."""
+    return [GoldAlignment(set(sure), set(possible) | set(sure)) for sure, possible in pairs]

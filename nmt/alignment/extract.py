@@ -1,0 +1,118 @@
+"""Word alignments from attention maps: any cross-attention slot, layer and head, or their averages.
+
+Luong et al. 2015, Sec. 5.4 (Table 6) and Garg et al. 2019 (Sec. 4: average the heads of a layer)
+read an alignment off the attention of forced decoding: the target is given (the reference, or the
+model's own output) and each target word is linked to the source word it attends most.
+
+Subword -> word (documented in docs/alignment.md): a word is a whitespace token of the text, i.e. a
+run of sentencepiece pieces starting at a piece with the "▁" word-start marker. For target word j
+and source word i,
+
+    W[j, i] = mean_{t in pieces of j} sum_{s in pieces of i} a_t(s)
+
+(sum over source pieces: a word receives all the attention of its pieces; mean over target pieces:
+each target word counts once). Link (i, j) for i = argmax_i W[j, i], or, with a threshold, every i
+with W[j, i] >= threshold. Rows without mass (a local-m query past its source) link nothing.
+
+Shift (Chen et al. 2020, Sec. 3): a decoder state at step t is computed from y_{t-1} and predicts
+y_t; the attention when y_t is the *input* (the row that predicts y_{t+1}) often aligns y_t better.
+With shift, target piece t uses row t + 1 (the final eos row serves the last piece).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from nmt.alignment.links import Link
+
+WORD_START = "▁"  # sentencepiece's word-start marker (U+2581)
+
+
+@dataclass
+class AlignSettings:
+    """Mirrors the extraction keys of configs/align.yaml."""
+    shift: bool               # Chen et al. 2020: target piece t reads row t + 1
+    threshold: float | None   # None: argmax per target word; else every link with W[j, i] >= threshold
+
+
+def piece_words(pieces: list[str]) -> list[int]:
+    """Word index of every piece: a piece starting with "▁" starts a new word (the first piece always
+    belongs to word 0). ["▁Ein", "▁Hund", "e", "▁."] -> [0, 1, 1, 2]."""
+    words, current = [], -1
+    for k, piece in enumerate(pieces):
+        if piece.startswith(WORD_START) or k == 0:
+            current += 1
+        words.append(current)
+    return words
+
+
+def word_matrix(piece_map: Tensor, src_words: list[int], tgt_words: list[int]) -> Tensor:
+    """piece_map (Tq, Tk) rows = target pieces, columns = source pieces -> W (Tw, Sw): sum over the
+    source pieces of a word, mean over the target pieces of a word."""
+    Tq, Tk = piece_map.shape
+    if Tq != len(tgt_words) or Tk != len(src_words):
+        raise ValueError(f"map of {Tq} x {Tk} pieces for {len(tgt_words)} target and {len(src_words)} source pieces")
+    sum_src = torch.zeros(Tk, max(src_words) + 1, dtype=piece_map.dtype)  # (Tk, Sw) one-hot
+    sum_src[torch.arange(Tk), torch.tensor(src_words)] = 1.0
+    mean_tgt = torch.zeros(max(tgt_words) + 1, Tq, dtype=piece_map.dtype)  # (Tw, Tq)
+    mean_tgt[torch.tensor(tgt_words), torch.arange(Tq)] = 1.0
+    mean_tgt = mean_tgt / mean_tgt.sum(-1, keepdim=True)  # rows average a word's pieces
+    return mean_tgt @ piece_map @ sum_src  # (Tw, Sw)
+
+
+def target_rows(sentence_map: Tensor, n_tgt_pieces: int, shift: bool) -> Tensor:
+    """sentence_map (T + 1, S): rows of the output pieces + eos -> (T, S) the row read for each target
+    piece: row t, or row t + 1 with shift."""
+    if sentence_map.size(0) != n_tgt_pieces + 1:
+        raise ValueError(f"a map with {sentence_map.size(0)} rows for {n_tgt_pieces} target pieces + eos")
+    return sentence_map[1:] if shift else sentence_map[:-1]  # (T, S)
+
+
+def links_from_matrix(W: Tensor, threshold: float | None) -> set[Link]:
+    """W (Tw, Sw) -> {(i, j)}: argmax per target word j (rows with mass only), or all W[j, i] >= threshold."""
+    live = W.sum(-1) > 0  # (Tw,)
+    if threshold is None:
+        best = W.argmax(-1)  # (Tw,)
+        return {(int(best[j]), j) for j in range(W.size(0)) if live[j]}
+    j_idx, i_idx = torch.nonzero(W >= threshold, as_tuple=True)
+    return {(int(i), int(j)) for i, j in zip(i_idx, j_idx) if live[j]}
+
+
+def sentence_links(sentence_map: Tensor, src_words: list[int], tgt_words: list[int],
+                   settings: AlignSettings) -> set[Link]:
+    """One sentence: map (T + 1, S) over pieces (+ the eos row) -> word links {(src word, tgt word)}."""
+    rows = target_rows(sentence_map.float(), len(tgt_words), settings.shift)  # (T, S)
+    return links_from_matrix(word_matrix(rows, src_words, tgt_words), settings.threshold)
+
+
+def is_cross(slot: str) -> bool:
+    """Slots whose keys are the source and queries the target: "cross" (RNN), "dec.<i>.cross"."""
+    return slot == "cross" or (slot.startswith("dec.") and slot.endswith(".cross"))
+
+
+def selections(maps: dict[str, Tensor]) -> dict[str, Tensor]:
+    """{slot: (H, Tq, Tk)} -> {name: (Tq, Tk)} for every cross slot: "<slot>" (one head), "<slot>:h<h>" and
+    "<slot>:mean" (heads averaged, Garg et al. 2019), and "all:mean" over every layer and head."""
+    out, layer_means = {}, []
+    for slot, m in maps.items():
+        if not is_cross(slot):
+            continue
+        if m.size(0) == 1:
+            out[slot] = m[0]
+        else:
+            out.update({f"{slot}:h{h}": m[h] for h in range(m.size(0))})
+            out[f"{slot}:mean"] = m.mean(0)  # (Tq, Tk)
+        layer_means.append(m.mean(0))
+    if len(layer_means) > 1:
+        out["all:mean"] = torch.stack(layer_means).mean(0)  # (Tq, Tk)
+    return out
+
+
+def last_selection(names: list[str]) -> str:
+    """The default selection: the last layer's cross-attention, heads averaged ("cross" for an RNN)."""
+    cross = [n for n in names if not n.startswith("all:") and (":" not in n or n.endswith(":mean"))]
+    if not cross:
+        raise ValueError(f"no cross-attention slot among {names}; alignment needs decoder->encoder attention")
+    return max(cross, key=lambda n: int(n.split(".")[1]) if n.startswith("dec.") else -1)
