@@ -53,10 +53,14 @@ def align_ids(model: Seq2Seq, src_ids: list[list[int]], tgt_ids: list[list[int]]
             src_w = piece_words(src_tok.pieces(m.src_ids))
             tgt_w = piece_words(tgt_tok.pieces(m.out_ids[:-1]))
             found[k] = {name: sentence_links(mp, src_w, tgt_w, settings) for name, mp in selections(m.maps).items()}
-    names = next(iter(found.values())).keys() if found else []
-    for name in names:
+    for name in selection_names(model, tgt_tok, device):
         links[name] = [found[k][name] if k in found else set() for k in range(len(src_ids))]
     return links
+
+
+def selection_names(model: Seq2Seq, tok, device: torch.device) -> list[str]:
+    """The model's selections (from a one-token forced pass), known even when no pair is aligned."""
+    return list(selections(output_maps(model, [[tok.eos_id]], [[tok.eos_id]], tok, device)[0].maps))
 
 
 def score_all(links: dict[str, list[set[Link]]], golds: list[GoldAlignment]) -> dict[str, dict[str, float]]:

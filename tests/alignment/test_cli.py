@@ -1,0 +1,80 @@
+"""nmt-align and nmt-explain on a real (tiny, toy) run directory, through their run(cfg) functions."""
+import json
+
+import pytest
+from helpers import compose_cfg
+from hydra.utils import instantiate
+
+import nmt.cli.align as align_cli
+import nmt.cli.explain as explain_cli
+from nmt.alignment.links import format_pharaoh, read_gold
+
+SELECTIONS = ["dec.0.cross:h0", "dec.0.cross:h1", "dec.0.cross:mean", "dec.1.cross:h0", "dec.1.cross:h1",
+              "dec.1.cross:mean", "all:mean"]
+
+
+@pytest.fixture(scope="module")
+def toy_files(toy_run, tmp_path_factory):
+    """The run's toy test split as src/tgt files and its exact gold alignment as a 1-based Pharaoh file."""
+    run_dir, cfg = toy_run
+    tmp = tmp_path_factory.mktemp("files")
+    corpus = instantiate(cfg.data.corpus)
+    pairs = corpus.load("test")
+    (tmp / "src.txt").write_text("\n".join(pairs["src"]) + "\n")
+    (tmp / "tgt.txt").write_text("\n".join(pairs["tgt"]) + "\n")
+    one_based = ["".join(format_pharaoh({(i + 1, j + 1) for i, j in sure})) for sure, _ in corpus.gold_alignment("test")]
+    (tmp / "gold.align").write_text("\n".join(one_based) + "\n")
+    return tmp, len(pairs)
+
+
+def align_cfg(run_dir, files, *overrides):
+    return compose_cfg([f"run_dir={run_dir}", f"src={files / 'src.txt'}", f"tgt={files / 'tgt.txt'}", *overrides],
+                       "align")
+
+
+def test_align_scores_every_selection_and_writes_pharaoh(toy_run, toy_files, tmp_path):
+    files, n = toy_files
+    result = align_cli.run(align_cfg(toy_run[0], files, f"gold={files / 'gold.align'}", "gold_one_based=true",
+                                     f"out={tmp_path / 'out.align'}", f"scores={tmp_path / 's.json'}", "select=best"))
+    assert list(result["scores"]) == SELECTIONS
+    assert all(0.0 <= s["aer"] <= 1.0 for s in result["scores"].values())
+    best = min(result["scores"], key=lambda k: result["scores"][k]["aer"])
+    assert result["selection"] == best
+    written = read_gold(tmp_path / "out.align", "pharaoh", n, one_based=False)
+    src = (files / "src.txt").read_text().splitlines()
+    for links, line in zip(written, src):  # argmax: exactly one link per target word (copy: same length)
+        assert sorted(j for _, j in links.sure) == list(range(len(line.split())))
+    assert json.loads((tmp_path / "s.json").read_text()) == result["scores"]
+
+
+def test_align_bad_gold_names_the_line(toy_run, toy_files, tmp_path):
+    files, n = toy_files
+    lines = (files / "gold.align").read_text().splitlines()
+    lines[3] = lines[3] + " 40-1"
+    (tmp_path / "bad.align").write_text("\n".join(lines) + "\n")
+    with pytest.raises(ValueError, match=r"bad.align, line 4: link 40-1 is beyond the sentence pair"):
+        align_cli.run(align_cfg(toy_run[0], files, f"gold={tmp_path / 'bad.align'}", "gold_one_based=true"))
+
+
+def test_align_own_output_and_unknown_selection(toy_run, toy_files, tmp_path):
+    files, n = toy_files
+    cfg = align_cfg(toy_run[0], files, "tgt=null", "decode.beam_size=1", f"out={tmp_path / 'own.align'}")
+    assert align_cli.run(cfg)["selection"] == "dec.1.cross:mean"
+    assert len((tmp_path / "own.align").read_text().splitlines()) == n
+    with pytest.raises(ValueError, match="select='dec.7.cross' is not a selection"):
+        align_cli.run(align_cfg(toy_run[0], files, "select=dec.7.cross"))
+
+
+def test_explain_writes_one_table_with_every_slot(toy_run, tmp_path):
+    out = tmp_path / "explain.md"
+    cfg = compose_cfg([f"run_dir={toy_run[0]}", "split=valid", "max_sentences=8", f"out={out}"], "explain")
+    result = explain_cli.run(cfg)
+    slots = {"enc.0.self", "enc.1.self", "dec.0.self", "dec.0.cross", "dec.1.self", "dec.1.cross"}
+    assert set(result["slots"]) == slots
+    for slot, r in result["slots"].items():
+        for cf in ("uniform", "permute", "zero_top"):
+            assert 0.0 <= r[cf]["tvd"] <= 1.0 and 0.0 <= r[cf]["flip"] <= 1.0
+        assert ("tau" in r) == slot.endswith("cross")
+    table = out.read_text()
+    assert table.count("\n| ") == len(slots) and "| dec.1.cross |" in table
+    assert json.loads(out.with_suffix(".json").read_text())["sentences"] == 8
