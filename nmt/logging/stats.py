@@ -1,4 +1,5 @@
-"""Attention statistics per slot: entropy, final-source-token mass, monotonicity, local-p centre error.
+"""Attention statistics per slot: entropy, final-source-token mass, monotonicity, local-p centre error,
+cross-attention coverage (under/over-attended source tokens) and self-attention mean distance per head.
 
 The exact definitions (and why) are in docs/attention_stats.md. Every statistic is computed on
 rows renormalised to sum 1 (local-p rows sum to at most 1 before that, Luong et al. 2015, Eq. 10);
@@ -12,6 +13,9 @@ import torch
 from torch import Tensor
 
 _TINY = 1e-12
+# coverage c_s = sum_t p_t(s) (Tu et al. 2016, Sec. 3): a source token is under-attended below half an
+# output token's attention, over-attended above two output tokens' worth (docs/attention_stats.md)
+UNDER_COVERAGE, OVER_COVERAGE = 0.5, 2.0
 
 
 def key_is_source(slot: str) -> bool:
@@ -73,6 +77,38 @@ def centre_errors(weights: Tensor, centres: Tensor) -> Tensor:
     return err[live]
 
 
+def coverage(weights: Tensor) -> Tensor:
+    """weights (H, Tq, Tk) -> (H, Tk) total attention c_s = sum_t p_t(s) each key receives over the live
+    rows (Tu et al. 2016, Sec. 3: the coverage of source word s)."""
+    probs, live = normalise_rows(weights)
+    return (probs * live[..., None]).sum(-2)  # (H, Tk)
+
+
+def mean_distance(weights: Tensor) -> list[float]:
+    """weights (H, T, T) of self-attention -> per head: mean over live rows of sum_s p_t(s) |t - s|,
+    the mean attention distance in tokens (query t sits at key position t); nan for a head with no live row."""
+    probs, live = normalise_rows(weights)
+    T = weights.size(-1)
+    pos = torch.arange(T, dtype=probs.dtype)
+    dist = (pos[:, None] - pos[None, :]).abs()[: weights.size(-2)]  # (Tq, Tk) |t - s|
+    per_row = (probs * dist).sum(-1)  # (H, Tq)
+    return [float(per_row[h][live[h]].mean()) if live[h].any() else math.nan for h in range(weights.size(0))]
+
+
+def coverage_and_distance(slot: str, maps: list[Tensor]) -> dict[str, float]:
+    """coverage_under / coverage_over (shares of source tokens, heads and sentences pooled) for cross slots;
+    distance_head<h> and distance (mean over heads and sentences) for self-attention slots."""
+    if slot.endswith("cross"):
+        cov = torch.cat([coverage(w.double()).reshape(-1) for w in maps])  # every (head, source token)
+        return {"coverage_under": float((cov < UNDER_COVERAGE).double().mean()),
+                "coverage_over": float((cov > OVER_COVERAGE).double().mean())}
+    if not slot.endswith("self"):
+        return {}
+    per_head = torch.tensor([mean_distance(w.double()) for w in maps], dtype=torch.float64)  # (N, H)
+    heads = {f"distance_head{h}": float(per_head[:, h].nanmean()) for h in range(per_head.size(1))}
+    return {**heads, "distance": float(per_head.nanmean())}
+
+
 def slot_stats(slot: str, maps: list[Tensor], centres: list[Tensor] | None = None) -> dict[str, float]:
     """Statistics of one attention slot over sentences: maps [(H, Tq, Tk)], centres [(Tq,)] for local-p.
 
@@ -94,7 +130,7 @@ def slot_stats(slot: str, maps: list[Tensor], centres: list[Tensor] | None = Non
     stats["monotonicity"] = sum(mono) / len(mono) if mono else math.nan
     if centres is not None:
         stats["centre_error"] = _mean(cerr)
-    return stats
+    return {**stats, **coverage_and_distance(slot, maps)}
 
 
 def attention_stats(sentences: list[tuple[dict[str, Tensor], dict[str, Tensor]]]) -> dict[str, dict[str, float]]:

@@ -68,3 +68,29 @@ def test_attention_stats_pools_sentences_per_slot():
     # monotonicity: mean over (sentence, head): 1 (diagonal) and 0 (uniform: argmax constant)
     assert stats["cross"]["monotonicity"] == pytest.approx(0.5)
     assert stats["dec.0.self"]["entropy"] == pytest.approx(math.log(2) / 5)
+
+
+def test_coverage_under_and_over_attention_hand_computed():
+    # 4 output rows over 3 source tokens: token 0 gets 0.9 + 0.8 + 0.7 + 0.1 = 2.5 (> 2: over-attended),
+    # token 1 gets 0.1 + 0.2 + 0.3 + 0.9 = 1.5, token 2 gets 0 (< 0.5: under-attended, never translated)
+    w = torch.tensor([[[0.9, 0.1, 0.0], [0.8, 0.2, 0.0], [0.7, 0.3, 0.0], [0.1, 0.9, 0.0]]])
+    stats = slot_stats("cross", [w])
+    assert stats["coverage_under"] == pytest.approx(1 / 3)
+    assert stats["coverage_over"] == pytest.approx(1 / 3)
+    assert "distance" not in stats
+    # a 0.6-mass local-p row counts as renormalised (0.5, 0.5); an empty row counts nothing
+    w = torch.tensor([[[0.3, 0.3], [0.0, 0.0]]])
+    assert slot_stats("cross", [w])["coverage_under"] == pytest.approx(0.0)  # both get 0.5, not below
+
+
+def test_mean_attention_distance_per_head_hand_computed():
+    # head 0 attends itself (distance 0); head 1, causal, attends the first token: rows t = 0, 1, 2 -> 0, 1, 2
+    diag = torch.eye(3)
+    first = torch.zeros(3, 3)
+    first[:, 0] = 1.0
+    half = torch.tensor([[1.0, 0, 0], [0.5, 0.5, 0], [0.5, 0, 0.5]])  # distances 0, 0.5, 1
+    stats = slot_stats("dec.0.self", [torch.stack([diag, first]), torch.stack([half, half])])
+    assert stats["distance_head0"] == pytest.approx((0.0 + 0.5) / 2)   # sentence means 0 and 0.5
+    assert stats["distance_head1"] == pytest.approx((1.0 + 0.5) / 2)   # sentence means 1 and 0.5
+    assert stats["distance"] == pytest.approx((0.0 + 1.0 + 0.5 + 0.5) / 4)
+    assert "coverage_under" not in stats and "distance" not in slot_stats("cross", [diag[None]])

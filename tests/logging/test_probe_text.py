@@ -1,0 +1,30 @@
+"""Probe text at validation: source, reference, hypothesis and the alignment, read back from TensorBoard."""
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from nmt.logging.writer import Probe, RunLogger, probe_markdown, words_of
+
+# rows: A, dog, s, </s>; columns: Ein, Hund, e  -> A <- Ein, dogs <- mean rows (.5+.2 on Hunde) -> Hunde
+PROBE = Probe(["▁Ein", "▁Hund", "e"], ["▁A", "▁dog", "s", "</s>"],
+              {"cross": torch.tensor([[[0.9, 0.1, 0.0], [0.0, 0.5, 0.5], [0.1, 0.2, 0.7], [0.3, 0.3, 0.4]]])})
+
+
+def test_words_of_pieces():
+    assert words_of(["▁Ein", "▁Hund", "e", "▁."]) == ["Ein", "Hunde", "."]
+
+
+def test_probe_markdown_has_texts_and_word_alignment():
+    text = probe_markdown(PROBE, "Ein Hunde", "A dogs", "A dog")
+    assert "**source:** Ein Hunde" in text and "**reference:** A dogs" in text and "**hypothesis:** A dog" in text
+    assert "`0-0 1-1`" in text and "A ← Ein · dogs ← Hunde" in text
+
+
+def test_probe_texts_are_logged_per_validation(tmp_path):
+    logger = RunLogger(tmp_path, tensorboard=True)
+    assert logger.probe_texts([PROBE], ["Ein Hunde"], ["A dogs"], ["A dog"], step=5) == 1
+    logger.close()
+    acc = EventAccumulator(str(tmp_path / "tb"), size_guidance={"tensors": 0})
+    acc.Reload()
+    (event,) = acc.Tensors("probes/probe0/text_summary")
+    assert event.step == 5
+    assert "dogs ← Hunde" in event.tensor_proto.string_val[0].decode()
