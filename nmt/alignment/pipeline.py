@@ -14,13 +14,15 @@ from nmt.evaluation.evaluate import DecodeSettings, decode_texts
 
 
 def align_texts(trained, src_lines: list[str], tgt_lines: list[str] | None, settings: AlignSettings,
-                decode: DecodeSettings, device: torch.device, chunk: int) -> tuple[dict[str, list[set[Link]]], list[str]]:
-    """Force-decode tgt_lines (the reference), or the model's own translation when tgt_lines is None.
+                decode: DecodeSettings | None, device: torch.device, chunk: int) -> tuple[dict[str, list[set[Link]]], list[str]]:
+    """Force-decode tgt_lines (the reference), or the model's own translation (decode settings) when tgt_lines is None.
 
     -> ({selection: links per pair}, the target lines aligned). Words are whitespace tokens.
     """
     src_ids, tok = trained.src_tok.encode(src_lines), trained.tgt_tok
     check_word_counts(src_lines, src_ids, trained.src_tok, "source")
+    if tgt_lines is None and decode is None:
+        raise ValueError("align_texts: give the target lines, or decode settings to translate the source")
     if tgt_lines is None:  # the output's words are its pieces' words (bos/pad dropped, as decode does)
         tgt_lines, hyp = decode_texts(trained.model, src_ids, tok, decode, device)
         tgt_ids = [[i for i in t if i not in (tok.pad_id, tok.bos_id)] for t in hyp.tokens]

@@ -1,6 +1,7 @@
 """nmt-compare: the runs of a sweep in one table, two plots and a significance test.
 
-    nmt-compare SWEEP_DIR [--baseline NAME] [--probe 0] [--samples 1000]
+    nmt-compare SWEEP_DIR [--baseline NAME] [--probe 0] [--samples 1000] [--gold FILE [--gold-format pharaoh|talp]
+                [--gold-one-based]]
 
 Writes into SWEEP_DIR: comparison.md, comparison.csv, val_bleu.png, attention_side_by_side.png
 (nmt.evaluation.compare does the work).
@@ -13,7 +14,7 @@ import sys
 from pathlib import Path
 
 from nmt.common import setup_logging
-from nmt.evaluation.compare import compare
+from nmt.evaluation.compare import GoldSettings, compare
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -26,6 +27,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         "default: the first run")
     parser.add_argument("--probe", type=int, default=0, help="probe sentence drawn side by side")
     parser.add_argument("--samples", type=int, default=1000, help="bootstrap resamples")
+    parser.add_argument("--gold", type=Path, help="gold word alignment of the runs' test split: adds AER columns")
+    parser.add_argument("--gold-format", choices=["pharaoh", "talp"], default="pharaoh", help="format of --gold")
+    parser.add_argument("--gold-one-based", action="store_true", help="Pharaoh indices in --gold count from 1")
     return parser.parse_args(argv)
 
 
@@ -34,8 +38,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     if not args.sweep_dir.is_dir():
         raise SystemExit(f"{args.sweep_dir} is not a directory")
-    rows = compare(args.sweep_dir, args.baseline, args.probe, args.samples)
-    cols = ["run", "attention", "BLEU", "chrF", "TER", "p (BLEU vs baseline)"]
+    gold = None if args.gold is None else GoldSettings(args.gold, args.gold_format, args.gold_one_based)
+    rows = compare(args.sweep_dir, args.baseline, args.probe, args.samples, gold)
+    cols = ["run", "attention", "BLEU", "chrF", "TER", "p (BLEU vs baseline)", *(["AER"] if gold else [])]
     for row in rows:
         print("  ".join(f"{c}={row[c]}" for c in cols))
 

@@ -2,6 +2,8 @@
 
 Writes into SWEEP_DIR: comparison.md, comparison.csv, val_bleu.png, attention_side_by_side.png.
 A run is any directory below SWEEP_DIR holding metrics.json and config.yaml (a finished nmt-train).
+With a gold alignment of the test split (`--gold FILE`), two more columns: AER of the last layer's
+cross-attention (heads averaged) and the best AER over every slot/layer/head (nmt.alignment).
 """
 from __future__ import annotations
 
@@ -33,6 +35,7 @@ COLUMNS = {
     "minutes to best": (("minutes_to_best",), "{:.2f}"),
     "p (BLEU vs baseline)": (None, "{:.4f}"),
 }
+GOLD_COLUMNS = {"AER": (None, "{:.3f}"), "best AER": (None, "{}")}  # only with --gold
 
 
 @dataclass
@@ -113,6 +116,36 @@ def significance(runs: list[Run], baseline: Run, samples: int) -> dict[str, floa
     return {name: res.p_value for name, res in zip(scores["System"], scores["BLEU"]) if res.p_value is not None}
 
 
+@dataclass
+class GoldSettings:
+    path: Path          # gold alignment of each run's test split (Pharaoh or talp)
+    fmt: str            # pharaoh | talp
+    one_based: bool     # Pharaoh indices count from 1
+
+
+def test_pairs(run: Run) -> tuple[list[str], list[str]]:
+    """The run's test split (source, reference) lines, from its data config."""
+    from hydra.utils import instantiate
+    data = OmegaConf.create(run.cfg["data"])
+    pairs = instantiate(data.corpus).load(data.splits.test)
+    return list(pairs["src"]), list(pairs["tgt"])
+
+
+def gold_aer(run: Run, gold: GoldSettings) -> dict:
+    """{"AER": last cross layer (heads averaged), "best AER": "0.123 (selection)"} on the test split,
+    forced decoding of the references with the run's best checkpoint."""
+    import torch
+    from nmt.alignment.extract import AlignSettings, last_selection
+    from nmt.alignment.pipeline import align_texts, gold_scores
+    from nmt.training.run import load_trained
+    trained = load_trained(run.path, "best", torch.device("cpu"))
+    src, ref = test_pairs(run)
+    links, _ = align_texts(trained, src, ref, AlignSettings(False, None), None, torch.device("cpu"), 64)
+    scores = gold_scores(links, src, ref, str(gold.path), gold.fmt, gold.one_based)
+    best = min(scores, key=lambda k: scores[k]["aer"])
+    return {"AER": scores[last_selection(list(scores))]["aer"], "best AER": f"{scores[best]['aer']:.3f} ({best})"}
+
+
 def table(runs: list[Run], p_values: dict[str, float]) -> list[dict]:
     """One row per run: the COLUMNS, read from each run's metrics.json (None when absent)."""
     rows = []
@@ -127,18 +160,24 @@ def table(runs: list[Run], p_values: dict[str, float]) -> list[dict]:
     return rows
 
 
+def columns(rows: list[dict]) -> dict:
+    """COLUMNS, plus GOLD_COLUMNS when the rows carry AER."""
+    return {**COLUMNS, **GOLD_COLUMNS} if rows and "AER" in rows[0] else COLUMNS
+
+
 def write_csv(rows: list[dict], path: Path) -> None:
     with path.open("w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=[*COLUMNS, "peak memory kind"])
+        writer = csv.DictWriter(f, fieldnames=[*columns(rows), "peak memory kind"])
         writer.writeheader()
         writer.writerows([{k: ("" if v is None else v) for k, v in row.items()} for row in rows])
 
 
 def write_markdown(rows: list[dict], path: Path, baseline: Run, samples: int) -> None:
-    fmt = lambda col, v: "–" if v is None else COLUMNS[col][1].format(v)  # noqa: E731
+    cols = columns(rows)
+    fmt = lambda col, v: "–" if v is None else cols[col][1].format(v)  # noqa: E731
     lines = [f"# Comparison of {len(rows)} runs", "",
-             "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-    lines += ["| " + " | ".join(fmt(c, row[c]) for c in COLUMNS) + " |" for row in rows]
+             "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(fmt(c, row[c]) for c in cols) + " |" for row in rows]
     peak_kinds = sorted({str(row["peak memory kind"]) for row in rows})
     lines += ["", f"BLEU, chrF, TER: test set, beam search, sacreBLEU. Baseline: `{baseline.name}`. p: paired "
               f"bootstrap resampling of test BLEU against the baseline (sacrebleu, {samples} resamples; "
@@ -191,13 +230,18 @@ def plot_side_by_side(runs: list[Run], probe: int, path: Path) -> bool:
     return bool(panels)
 
 
-def compare(sweep: Path, baseline_name: str | None = None, probe: int = 0, samples: int = 1000) -> list[dict]:
-    """Write comparison.md/.csv, val_bleu.png and attention_side_by_side.png into `sweep`; returns the rows."""
+def compare(sweep: Path, baseline_name: str | None = None, probe: int = 0, samples: int = 1000,
+            gold: GoldSettings | None = None) -> list[dict]:
+    """Write comparison.md/.csv, val_bleu.png and attention_side_by_side.png into `sweep`; returns the rows.
+    With `gold`, every row also has AER and best AER (nmt.alignment) on the test split."""
     runs = find_runs(sweep)
     if not runs:
         raise SystemExit(f"no runs (metrics.json + config.yaml) below {sweep}")
     baseline = pick_baseline(runs, baseline_name)
     rows = table(runs, significance(runs, baseline, samples))
+    if gold is not None:
+        for run, row in zip(runs, rows):
+            row.update(gold_aer(run, gold))
     write_csv(rows, sweep / "comparison.csv")
     write_markdown(rows, sweep / "comparison.md", baseline, samples)
     plot_val_bleu(runs, sweep / "val_bleu.png")

@@ -78,3 +78,18 @@ def test_explain_writes_one_table_with_every_slot(toy_run, tmp_path):
     table = out.read_text()
     assert table.count("\n| ") == len(slots) and "| dec.1.cross |" in table
     assert json.loads(out.with_suffix(".json").read_text())["sentences"] == 8
+
+
+def test_compare_with_gold_adds_aer_columns(toy_run, toy_files):
+    import nmt.cli.compare as compare_cli
+    files, _ = toy_files
+    sweep = toy_run[0].parent
+    compare_cli.main([str(sweep), "--samples", "10", "--gold", str(files / "gold.align"), "--gold-one-based"])
+    md = (sweep / "comparison.md").read_text()
+    assert "| AER | best AER |" in md
+    row = next(line for line in md.splitlines() if line.startswith("| run |"))
+    assert row.count("|") - 1 == 12 + 2  # the 12 usual columns and the two gold ones
+    scores = align_cli.run(align_cfg(toy_run[0], files, f"gold={files / 'gold.align'}", "gold_one_based=true"))
+    best = min(scores["scores"].values(), key=lambda s: s["aer"])["aer"]
+    last = scores["scores"]["dec.1.cross:mean"]["aer"]
+    assert f"| {last:.3f} | {best:.3f} (" in md
