@@ -37,6 +37,8 @@ def run(cfg: DictConfig) -> list[str]:
         out[i] = text
     if cfg.attention_png is not None:
         write_attention_pngs(Path(cfg.attention_png), trained, src_ids, hyp.tokens, keep, device)
+    if cfg.explorer is not None:
+        write_translation_explorer(Path(cfg.explorer), trained, src_ids, hyp.tokens, device)
     sys.stdout.write("".join(line + "\n" for line in out))
     return out
 
@@ -53,6 +55,16 @@ def write_attention_pngs(directory: Path, trained, src_ids: list[list[int]], tok
     for line, sentence in zip(lines, maps):
         save_sentence_maps(directory / f"sent{line:04d}.png", to_probe(sentence, trained.src_tok, trained.tgt_tok),
                            title=f"line {line}")
+
+
+def write_translation_explorer(path: Path, trained, src_ids: list[list[int]], tokens: list[list[int]], device) -> None:
+    """One explorer.html page (nmt.logging.explorer) with every translated sentence as a probe."""
+    from nmt.decoding.inspect import output_maps
+    from nmt.logging.explorer import local_half_width, write_explorer
+    from nmt.training.trainer import to_probe
+    maps = output_maps(trained.model, src_ids, tokens, trained.tgt_tok, device)
+    probes = [to_probe(m, trained.src_tok, trained.tgt_tok) for m in maps]
+    write_explorer(path, probes, "nmt-translate: attention of the translations", local_half_width(trained.cfg.model))
 
 
 @hydra.main(config_path=config_dir(), config_name="translate", version_base="1.3")

@@ -93,3 +93,21 @@ def test_compare_with_gold_adds_aer_columns(toy_run, toy_files):
     best = min(scores["scores"].values(), key=lambda s: s["aer"])["aer"]
     last = scores["scores"]["dec.1.cross:mean"]["aer"]
     assert f"| {last:.3f} | {best:.3f} (" in md
+
+
+def test_translate_and_run_dir_explorers(toy_run, toy_files, tmp_path):
+    import re
+
+    import nmt.cli.translate as translate_cli
+    from nmt.logging.explorer import write_run_explorer
+    files, _ = toy_files
+    lines = (files / "src.txt").read_text().splitlines()[:3]
+    (tmp_path / "in.txt").write_text("\n".join(lines) + "\n")
+    cfg = compose_cfg([f"run_dir={toy_run[0]}", f"input={tmp_path / 'in.txt'}", f"explorer={tmp_path / 'x.html'}",
+                       "beam_size=1", "device=cpu"], "translate")
+    translate_cli.run(cfg)
+    for page, n in ((tmp_path / "x.html", 3), (write_run_explorer(toy_run[0]), 2)):  # probe_sentences=2
+        data = json.loads(re.search(r'type="application/json">(.*?)</script>', page.read_text(), re.S).group(1))
+        assert len(data["probes"]) == n
+        assert set(data["probes"][0]["slots"]) == {"enc.0.self", "enc.1.self", "dec.0.self", "dec.0.cross",
+                                                   "dec.1.self", "dec.1.cross"}

@@ -1,0 +1,82 @@
+"""explorer.html: one self-contained page to explore every probe's attention, slot, layer and head.
+
+No network at view time: the data is inlined as JSON, the heatmaps are plain SVG drawn by a little
+JavaScript (nmt/logging/explorer_template.html, shipped as package data), and a Content-Security-Policy
+forbids every fetch. Hovering an output token highlights its row (the source weights it attends), a
+source token its column; local-m/local-p windows [p_t - D, p_t + D] and centres p_t are drawn; the
+word alignment of the selected slot/head (nmt.alignment, argmax per output word) is drawn as links.
+"""
+from __future__ import annotations
+
+import json
+from importlib import resources
+from pathlib import Path
+
+import torch
+from omegaconf import OmegaConf
+
+from nmt.alignment.extract import AlignSettings, piece_words, selections, sentence_links
+from nmt.common import atomic_write_text
+from nmt.logging.heatmaps import slot_labels
+from nmt.logging.writer import Probe, words_of
+
+PLACEHOLDER = "/*DATA*/"
+
+
+def slot_data(slot: str, probe: Probe, half_width: int | None) -> dict:
+    """One slot of one probe: labels, every head's rows (3 decimals), the local window if any."""
+    keys, queries = slot_labels(slot, probe.src_pieces, probe.out_pieces)
+    maps = probe.maps[slot].float()  # (H, Tq, Tk)
+    data = {"keys": keys, "queries": queries, "heads": [[[round(float(v), 3) for v in row] for row in head]
+                                                         for head in maps],
+            "key_side": "source" if slot.startswith("enc.") or slot.endswith("cross") else "decoder inputs",
+            "query_side": "source" if slot.startswith("enc.") else "output"}
+    if half_width is not None and slot == "cross":  # RNN local attention: p_t predicted, or t for local-m
+        centres = probe.centres.get(slot, torch.arange(maps.size(1)).float())  # (Tq,)
+        data["window"] = {"half_width": half_width, "centres": [round(float(c), 3) for c in centres]}
+    return data
+
+
+def probe_data(probe: Probe, half_width: int | None) -> dict:
+    """Tokens, slots and the word alignment of every cross-attention selection of one probe."""
+    src_w, out_w = piece_words(probe.src_pieces), piece_words(probe.out_pieces[:-1])
+    alignments = {}
+    if probe.src_pieces and len(probe.out_pieces) > 1:
+        alignments = {name: sorted(sentence_links(m, src_w, out_w, AlignSettings(shift=False, threshold=None)))
+                      for name, m in selections(probe.maps).items()}
+    src_words, out_words = words_of(probe.src_pieces), words_of(probe.out_pieces[:-1])
+    return {"source": " ".join(src_words), "output": " ".join(out_words), "src_words": src_words,
+            "out_words": out_words, "alignments": {k: [list(link) for link in v] for k, v in alignments.items()},
+            "slots": {slot: slot_data(slot, probe, half_width) for slot in probe.maps}}
+
+
+def explorer_html(probes: list[Probe], title: str, half_width: int | None) -> str:
+    """The page for `probes`; half_width D of an RNN's local window (None: no window drawn)."""
+    if not probes:
+        raise ValueError("explorer.html needs at least one probe sentence (logger.probe_sentences >= 1)")
+    template = resources.files("nmt.logging").joinpath("explorer_template.html").read_text(encoding="utf-8")
+    data = json.dumps({"title": title, "probes": [probe_data(p, half_width) for p in probes]}, ensure_ascii=False)
+    return template.replace(PLACEHOLDER, data.replace("</", "<\\/"))  # no "</script>" inside the JSON
+
+
+def write_explorer(path: str | Path, probes: list[Probe], title: str, half_width: int | None) -> Path:
+    atomic_write_text(path, explorer_html(probes, title, half_width))
+    return Path(path)
+
+
+def local_half_width(model_cfg) -> int | None:
+    """D of an RNN model's local_m / local_p attention, else None (from the run's resolved model config)."""
+    attention = OmegaConf.to_container(model_cfg).get("attention", {})
+    return attention["half_width"] if attention.get("window") in ("local_m", "local_p") else None
+
+
+def write_run_explorer(run_dir: str | Path) -> Path:
+    """<run_dir>/explorer.html from the final probes the trainer saved (<run_dir>/attention/probes.pt)."""
+    run_dir = Path(run_dir)
+    saved = run_dir / "attention" / "probes.pt"
+    if not saved.is_file():
+        raise FileNotFoundError(f"{saved} not found; train with logger.probe_sentences >= 1 to save probe maps")
+    probes = [Probe(**p) for p in torch.load(saved, weights_only=True)]
+    cfg = OmegaConf.load(run_dir / "config.yaml")
+    return write_explorer(run_dir / "explorer.html", probes, f"{run_dir.name}: attention of the final model",
+                          local_half_width(cfg.model))
