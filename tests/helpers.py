@@ -13,6 +13,12 @@ TINY_RNN = ["model.encoder.emb_size=16", "model.encoder.hidden_size=16", "model.
             "model.decoder.hidden_size=24", "model.encoder.dropout=0.0", "model.decoder.dropout=0.0",
             "model.tie_embeddings=false"]
 
+TINY_TRANSFORMER = ["model=transformer", "model.encoder.d_model=16", "model.encoder.ff_size=32",
+                    "model.encoder.num_layers=2", "model.decoder.ff_size=32", "model.decoder.num_layers=2",
+                    "model.encoder.self_attention.num_heads=2", "model.decoder.self_attention.num_heads=2",
+                    "model.decoder.cross_attention.num_heads=2", "model.encoder.dropout=0.0",
+                    "model.decoder.dropout=0.0"]
+
 
 def compose_cfg(overrides: list[str], name: str = "train"):
     with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):

@@ -1,15 +1,9 @@
 """A tiny Transformer trained for a few steps on the toy copy task: a real run directory for the CLIs."""
 import pytest
 import torch
-from helpers import TINY_RNN, TOY_TRAIN, compose_cfg
+from helpers import TINY_RNN, TINY_TRANSFORMER, TOY_TRAIN, compose_cfg
 
 import nmt.cli.train as train_cli
-
-TINY_TRANSFORMER = ["model=transformer", "model.encoder.d_model=16", "model.encoder.ff_size=32",
-                    "model.encoder.num_layers=2", "model.decoder.ff_size=32", "model.decoder.num_layers=2",
-                    "model.encoder.self_attention.num_heads=2", "model.decoder.self_attention.num_heads=2",
-                    "model.decoder.cross_attention.num_heads=2", "model.encoder.dropout=0.0",
-                    "model.decoder.dropout=0.0"]
 
 
 @pytest.fixture(scope="session")

@@ -20,25 +20,16 @@ def test_one_based_pharaoh(tmp_path):
     assert g[2].sure == {(2, 0)}
 
 
-def test_zero_in_a_one_based_file_names_the_line(tmp_path):
+@pytest.mark.parametrize("text, pairs, one_based, message", [
+    ("1-1\n0-2\n", 2, True, r"gold.align, line 2: index 0 in a 1-based file"),
+    ("0-0\n1-1\n", 3, False, r"gold.align: 2 lines for 3 sentence pairs \(line 3 is where"),
+    ("0-0\n0-1 1:2\n", 2, False, r"gold.align, line 2: cannot read '1:2'"),
+])
+def test_bad_pharaoh_names_the_line(tmp_path, text, pairs, one_based, message):
     path = tmp_path / "gold.align"
-    path.write_text("1-1\n0-2\n")
-    with pytest.raises(AlignmentFileError, match=r"gold.align, line 2: index 0 in a 1-based file"):
-        read_gold(path, "pharaoh", 2, one_based=True)
-
-
-def test_wrong_number_of_lines_names_the_line(tmp_path):
-    path = tmp_path / "gold.align"
-    path.write_text("0-0\n1-1\n")
-    with pytest.raises(AlignmentFileError, match=r"2 lines for 3 sentence pairs \(line 3 is where"):
-        read_gold(path, "pharaoh", 3, one_based=False)
-
-
-def test_garbage_names_the_line(tmp_path):
-    path = tmp_path / "gold.align"
-    path.write_text("0-0\n0-1 1:2\n")
-    with pytest.raises(AlignmentFileError, match=r"line 2: cannot read '1:2'"):
-        read_gold(path, "pharaoh", 2, one_based=False)
+    path.write_text(text)
+    with pytest.raises(AlignmentFileError, match=message):
+        read_gold(path, "pharaoh", pairs, one_based=one_based)
 
 
 def test_index_beyond_the_sentence_names_the_line(tmp_path):

@@ -5,7 +5,7 @@ import json
 
 import pytest
 import torch
-from helpers import TINY_RNN, TOY_TRAIN, compose_cfg, toy_cfg
+from helpers import TINY_RNN, TINY_TRANSFORMER, TOY_TRAIN, compose_cfg, toy_cfg
 from hydra.utils import instantiate
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -17,11 +17,6 @@ from nmt.data.tokenizer import SubwordTokenizer
 from nmt.logging.heatmaps import image_shape
 
 FAST = ["trainer.num_threads=1", "logger.probe_sentences=2", "logger.stats_sentences=10"]
-TINY_TRANSFORMER = ["model=transformer", "model.encoder.d_model=16", "model.encoder.ff_size=32",
-                    "model.encoder.num_layers=2", "model.decoder.ff_size=32", "model.decoder.num_layers=2",
-                    "model.encoder.self_attention.num_heads=2", "model.decoder.self_attention.num_heads=2",
-                    "model.decoder.cross_attention.num_heads=2", "model.encoder.dropout=0.0",
-                    "model.decoder.dropout=0.0"]
 
 
 @pytest.fixture(scope="module")
