@@ -80,15 +80,14 @@ class RunLogger:
                     n += 1
         return n
 
-    def probe_texts(self, probes: list[Probe], sources: list[str], references: list[str], hypotheses: list[str],
-                    step: int) -> int:
-        """Text `probes/probe<i>`: source, reference, hypothesis and the word alignment read off the last
-        layer's cross-attention (heads averaged), so the translation is read beside its map. Returns how many."""
+    def probe_texts(self, probes: list[Probe], references: list[str], step: int) -> int:
+        """Text `probes/probe<i>`: source, reference, output and the word alignment read off the last layer's
+        cross-attention (heads averaged), so the translation is read beside its map. Returns how many."""
         if self.tb is None:
             return 0
-        for i, (probe, src, ref, hyp) in enumerate(zip(probes, sources, references, hypotheses)):
-            self.tb.add_text(f"probes/probe{i}", probe_markdown(probe, src, ref, hyp), step)
-        return min(len(probes), len(sources), len(references), len(hypotheses))
+        for i, (probe, ref) in enumerate(zip(probes, references)):
+            self.tb.add_text(f"probes/probe{i}", probe_markdown(probe, ref), step)
+        return min(len(probes), len(references))
 
     def attention_stats(self, sentences: list, step: int) -> dict[str, dict[str, float]]:
         """[(maps, centres)] per sentence -> scalars attn_stats/<slot>/<stat>; returns the statistics."""
@@ -116,14 +115,16 @@ class RunLogger:
             self.tb.close()
 
 
-def probe_markdown(probe: Probe, source: str, reference: str, hypothesis: str) -> str:
-    """Markdown of one probe: the three texts and its alignment as Pharaoh links and word pairs."""
+def probe_markdown(probe: Probe, reference: str) -> str:
+    """Markdown of one probe: source and output (words of its pieces), the reference, and the alignment as
+    Pharaoh links and word pairs."""
     from nmt.alignment.extract import AlignSettings, last_selection, piece_words, selections, sentence_links
-    lines = [f"**source:** {source}", f"**reference:** {reference}", f"**hypothesis:** {hypothesis}"]
+    src_words, out_words = words_of(probe.src_pieces), words_of(probe.out_pieces[:-1])
+    lines = [f"**source:** {' '.join(src_words)}", f"**reference:** {reference}",
+             f"**output:** {' '.join(out_words)}"]
     chosen = selections(probe.maps)
     if chosen and len(probe.out_pieces) > 1 and probe.src_pieces:
         name = last_selection(list(chosen))
-        src_words, out_words = words_of(probe.src_pieces), words_of(probe.out_pieces[:-1])
         links = sentence_links(chosen[name], piece_words(probe.src_pieces), piece_words(probe.out_pieces[:-1]),
                                AlignSettings(shift=False, threshold=None))
         pairs = sorted(links, key=lambda link: (link[1], link[0]))

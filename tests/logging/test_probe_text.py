@@ -14,14 +14,14 @@ def test_words_of_pieces():
 
 
 def test_probe_markdown_has_texts_and_word_alignment():
-    text = probe_markdown(PROBE, "Ein Hunde", "A dogs", "A dog")
-    assert "**source:** Ein Hunde" in text and "**reference:** A dogs" in text and "**hypothesis:** A dog" in text
+    text = probe_markdown(PROBE, "Dogs")
+    assert "**source:** Ein Hunde" in text and "**reference:** Dogs" in text and "**output:** A dogs" in text
     assert "`0-0 1-1`" in text and "A ← Ein · dogs ← Hunde" in text
 
 
 def test_probe_texts_are_logged_per_validation(tmp_path):
     logger = RunLogger(tmp_path, tensorboard=True)
-    assert logger.probe_texts([PROBE], ["Ein Hunde"], ["A dogs"], ["A dog"], step=5) == 1
+    assert logger.probe_texts([PROBE], ["Dogs"], step=5) == 1
     logger.close()
     acc = EventAccumulator(str(tmp_path / "tb"), size_guidance={"tensors": 0})
     acc.Reload()
