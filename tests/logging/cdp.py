@@ -4,6 +4,7 @@ Chromium reads NUL-terminated JSON commands from fd 3 and writes responses and e
 """
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -26,8 +27,10 @@ class Browser:
         self._read, from_child = os.pipe()
 
         def wire():  # in the child: fd 3 = commands in, fd 4 = responses out
-            os.dup2(to_child, 3)
-            os.dup2(from_child, 4)
+            # via fds >= 10 first: the pipe may itself be fd 3 or 4, and dup2(fd, fd) would keep close-on-exec
+            high_in, high_out = (fcntl.fcntl(fd, fcntl.F_DUPFD, 10) for fd in (to_child, from_child))
+            os.dup2(high_in, 3)
+            os.dup2(high_out, 4)
 
         args = [binary, "--headless=new", "--remote-debugging-pipe", "--no-sandbox", "--disable-gpu",
                 "--no-first-run", "--disable-extensions", "--disable-background-networking", "--disable-sync",
