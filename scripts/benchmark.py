@@ -35,11 +35,11 @@ from torch import nn
 from nmt.cli.common import config_dir
 from nmt.data.batching import Batch, TokenBatchSampler, collate
 from nmt.data.tokenizer import BOS_ID, EOS_ID, PAD_ID
-from nmt.decoding import translate_ids
+from nmt.decoding import DecodeSettings, translate_ids
 from nmt.models.build import build_model
 from nmt.models.seq2seq import Seq2Seq
-from nmt.training.loss import label_smoothed_loss
 from nmt.training.optim import OptimSettings, build_optimizer
+from nmt.training.step import StepParts, train_step
 
 # name -> (family, Hydra overrides of configs/train.yaml). Model sizes are the configs' defaults.
 MODELS = {
@@ -163,30 +163,24 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def train_step(net: nn.Module, model: Seq2Seq, opt: torch.optim.Optimizer, b: Batch, o: OptimSettings,
-               amp: bool) -> None:
-    """forward + label-smoothed loss / target tokens + backward + clip + optimiser step (as the Trainer)."""
-    with torch.autocast(b.src.device.type, dtype=torch.bfloat16, enabled=amp):
-        out, _ = net(b.src, b.src_lengths, b.tgt_in)
-        loss, _ = label_smoothed_loss(out.hidden, b.tgt_out, PAD_ID, o.label_smoothing)
-        (loss / b.n_tgt_tokens).backward()
-    torch.nn.utils.clip_grad_norm_(model.parameters(), o.clip_grad_norm)
-    opt.step()
-    opt.zero_grad(set_to_none=True)
+def step_parts(model: Seq2Seq, cfg, args, device: torch.device) -> StepParts:
+    """The Trainer's step (nmt.training.step) for this model and the config's optimiser settings."""
+    o = OptimSettings(**OmegaConf.to_container(cfg.optim, resolve=True))
+    net = torch.compile(model) if args.compile else model
+    return StepParts(net, model, build_optimizer(model, o, device), PAD_ID, o.label_smoothing, o.clip_grad_norm,
+                     args.amp, device, world=1)
 
 
 def time_training(model: Seq2Seq, cfg, batches: list[Batch], args, device: torch.device) -> dict:
     """Median per-step throughput over the timed steps (the first `warmup` batches are untimed)."""
-    o = OptimSettings(**OmegaConf.to_container(cfg.optim, resolve=True))
-    opt = build_optimizer(model, o, device)
-    net = torch.compile(model) if args.compile else model
+    parts = step_parts(model, cfg, args, device)
     model.train()
     times, tgt, src = [], [], []
     for i, b in enumerate(batches):
         b = b.to(device)
         sync(device)
         t0 = time.perf_counter()
-        train_step(net, model, opt, b, o, args.amp)
+        train_step(parts, [b], b.n_tgt_tokens)
         sync(device)
         if i >= args.warmup:
             times.append(time.perf_counter() - t0)
@@ -268,16 +262,16 @@ class LengthLimited(nn.Module):
 
     def decode(self, *args, **kwargs):
         out = self.model.decode(*args, **kwargs)
-        out.hidden[..., self.eos_id] -= EOS_PENALTY  # (B, T, V) logits, no grad
+        out.logits[..., self.eos_id] -= EOS_PENALTY  # (B, T, V) logits, no grad
         return out
 
 
 def decode(model: Seq2Seq, src_ids: list[list[int]], beam: int, args, device: torch.device, batch: int):
     """translate_ids (greedy for beam 1) of the LengthLimited model, as nmt-evaluate batches it."""
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.decode_amp):
-        return translate_ids(LengthLimited(model, EOS_ID), src_ids, pad_id=PAD_ID, bos_id=BOS_ID, eos_id=EOS_ID,
-                             beam_size=beam, alpha=1.0, max_len_a=args.max_len_a, max_len_b=args.max_len_b,
-                             max_sentences=batch, device=device)
+        settings = DecodeSettings(beam, 1.0, args.max_len_a, args.max_len_b, batch)
+        return translate_ids(LengthLimited(model, EOS_ID), src_ids, settings, pad_id=PAD_ID, bos_id=BOS_ID,
+                             eos_id=EOS_ID, device=device)
 
 
 def time_decoding(model: Seq2Seq, src_ids: list[list[int]], beam: int, args, device: torch.device) -> dict:
@@ -358,8 +352,7 @@ def warm_up_process(args: argparse.Namespace, device: torch.device, batch: Batch
     for name in args.models:
         cfg = model_config(name, args, tiny=True)
         model = build_model(cfg.model, args.vocab, args.vocab, PAD_ID).to(device)
-        o = OptimSettings(**OmegaConf.to_container(cfg.optim, resolve=True))
-        train_step(model, model, build_optimizer(model, o, device), batch.to(device), o, args.amp)
+        train_step(step_parts(model, cfg, args, device), [batch], batch.n_tgt_tokens)
         decode(model, src_ids[:2], args.beam, args, device, batch=2)
 
 
