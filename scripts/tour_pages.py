@@ -80,6 +80,8 @@ def is_run(path: Path) -> bool:
 
 def find_sweep(path: Path) -> Path:
     """`path` itself if it holds run directories, else its newest child that does."""
+    if not path.is_dir():
+        sys.exit(f"{path} does not exist: run `nmt-train -m +experiment=tour` first (from the repository root)")
     if any(is_run(p) for p in path.iterdir()):
         return path
     sweeps = sorted(p for p in path.iterdir() if p.is_dir() and any(is_run(q) for q in p.iterdir()))

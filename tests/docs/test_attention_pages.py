@@ -141,6 +141,12 @@ def test_every_link_and_image_exists(page):
             assert anchor in anchors(path), f"{page.name}: no heading #{anchor} in {file or page.name}"
 
 
+@pytest.mark.parametrize("page", PAGES, ids=page_ids(PAGES))
+def test_every_repository_path_in_backticks_exists(page):
+    for path in re.findall(r"`((?:nmt|configs|scripts|docs|tests)/[\w./-]+)`", page.read_text()):
+        assert (REPO / path).exists(), f"{page.name}: `{path}` does not exist"
+
+
 def module_of(page: Path, target: str) -> str:
     rel = (page.parent / target).resolve().relative_to(REPO)
     return ".".join(rel.with_suffix("").parts)
