@@ -221,9 +221,19 @@ def block(shows: list[Show], runs: dict[str, Run], sweep: Path, where: str,
     return "\n".join(lines) + "\n"
 
 
+def sweep_minutes(runs: dict[str, Run]) -> float | None:
+    """Wall time of the sweep: the first run's start (.hydra/config.yaml) to the last metrics.json."""
+    starts = [r.path / ".hydra" / "config.yaml" for r in runs.values()]
+    ends = [r.path / "metrics.json" for r in runs.values()]
+    starts, ends = [p.stat().st_mtime for p in starts if p.is_file()], [p.stat().st_mtime for p in ends if p.is_file()]
+    return (max(ends) - min(starts)) / 60 if starts and ends else None
+
+
 def summary_block(runs: dict[str, Run], sweep: Path, where: str) -> str:
-    """README.md: every run of the sweep, one measured row each."""
-    lines = [f"Sweep `{sweep.name}`; machine: {where}.", "", MEASURED_HEAD]
+    """README.md: every run of the sweep, one measured row each, and the sweep's wall time."""
+    minutes = sweep_minutes(runs)
+    took = f" The whole sweep took {minutes:.0f} minutes (data, training, evaluation)." if minutes is not None else ""
+    lines = [f"Sweep `{sweep.name}`; machine: {where}.{took}", "", MEASURED_HEAD]
     lines += [measured_row(runs[n]) for n in ALL_RUNS if n in runs]
     lines += [measured_row(r) for n, r in sorted(runs.items()) if n not in ALL_RUNS]
     lines += ["", "Each run: `" + (command(next(iter(runs.values()))) if runs else "") + "` with its own `+tour=`."]

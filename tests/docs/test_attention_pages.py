@@ -195,6 +195,7 @@ def fake_run(sweep: Path, num: int, name: str, slots: dict[str, dict], extra: di
     (run / ".hydra").mkdir(parents=True)
     (run / "attention").mkdir()
     (run / ".hydra" / "overrides.yaml").write_text(f"- +tour={name}\n- +experiment=tour\n")
+    (run / ".hydra" / "config.yaml").write_text("seed: 1234\n")
     (run / "config.yaml").write_text("trainer:\n  device: cpu\n  num_threads: 0\n")
     metrics = {"parameters": 2467904, "steps": 600, "stopped": "max_steps", "best_valid_bleu_greedy": 21.5,
                "train_tokens_per_s": 4321.0, "decode_sentences_per_s": 98.76, "wall_minutes": 3.5,
@@ -231,7 +232,8 @@ def test_tour_pages_fills_the_blocks_and_resets_them(tmp_path, monkeypatch):
     assert "| local_p | `cross` | 1.234 | 0.100 | 0.900 | 1.500 | 0.321 | pending |" in (pages / "local.md").read_text()
     self_page = (pages / "self.md").read_text()
     assert "tour_transformer_enc_1_self.png" in self_page and "enc_0_self" not in self_page  # the last layer
-    assert "| transformer |" in (pages / "README.md").read_text()
+    summary = (pages / "README.md").read_text()
+    assert "| transformer |" in summary and "The whole sweep took" in summary
     for page in pages.glob("*.md"):  # what the fill wrote still passes the link check
         for bang, _, target in LINK.findall(page.read_text()):
             if bang:
