@@ -34,8 +34,8 @@ PAGES = REPO / "docs" / "attention"
 IMAGES = PAGES / "images"
 MARKER = re.compile(r"(<!-- tour:results -->\n)(.*?)(<!-- /tour:results -->)", re.S)
 PLACEHOLDER = ("*Not measured yet: run the tour (see "
-               "[README](README.md#the-tour-one-command-fills-these-pages)).*\n")
-PLACEHOLDER_README = "*Not measured yet: run the tour (see [above](#the-tour-one-command-fills-these-pages)).*\n"
+               "[README](README.md#the-tour-two-commands-fill-these-pages)).*\n")
+PLACEHOLDER_README = "*Not measured yet: run the tour (see [above](#the-tour-two-commands-fill-these-pages)).*\n"
 PENDING = "pending"
 STATS = ("entropy", "eos_mass", "monotonicity", "centre_error")
 ALIGNMENT = ("aer", "coverage")
