@@ -90,14 +90,6 @@ class EmptyPairs:
             raise CorpusError(f"{self.where}: no non-empty sentence pairs; check that the file(s) hold the corpus text")
 
 
-def drop_empty_pairs(src: list[str], tgt: list[str], where: str) -> tuple[list[str], list[str]]:
-    """Drop pairs where either side is empty (pair i is line i + 1), logging them; CorpusError if none is left."""
-    empty = EmptyPairs(where)
-    src, tgt = empty.filter(src, tgt, list(range(1, len(src) + 1)))
-    empty.finish()
-    return src, tgt
-
-
 def to_dataset(src: list[str], tgt: list[str]) -> datasets.Dataset:
     """Build the in-memory ``datasets.Dataset`` with string columns src, tgt."""
     features = datasets.Features({"src": datasets.Value("string"), "tgt": datasets.Value("string")})
