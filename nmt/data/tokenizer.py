@@ -164,9 +164,9 @@ def train_tokenizers(sample: Callable[[int], tuple[list[str], list[str]]], key: 
         raise ValueError(f"data.tokenizer.model_type must be one of {MODEL_TYPES}, got {model_type!r}")
     if input_sentence_size < 2:
         raise ValueError(f"data.tokenizer.input_sentence_size must be >= 2, got {input_sentence_size}")
-    settings = {"model_type": model_type, "vocab_size": int(vocab_size), "character_coverage": float(character_coverage),
-                "input_sentence_size": int(input_sentence_size), "shuffle_input_sentence": bool(shuffle_input_sentence),
-                "version": 2}
+    settings = {"model_type": model_type, "vocab_size": int(vocab_size),
+                "character_coverage": float(character_coverage), "input_sentence_size": int(input_sentence_size),
+                "shuffle_input_sentence": bool(shuffle_input_sentence), "version": 2}
     digest = hashlib.sha256(json.dumps([settings, key], sort_keys=True).encode()).hexdigest()[:16]
     cache = Path(cache_dir)
     names = ("joint",) if joint else ("src", "tgt")
