@@ -14,7 +14,7 @@ reports, each from its own process:
     python scripts/scale_benchmark.py --pairs 100000 --steps 150 --work /tmp/scale --out scale.json
 
 Training goes through ``python -m nmt.cli.train`` (the real entry point); a worker wrapper around
-it records RSS and per-step times (by wrapping Trainer.train_step). Figures, not assertions.
+it records RSS and per-step times (by wrapping Trainer.step). Figures, not assertions.
 """
 from __future__ import annotations
 
@@ -102,10 +102,11 @@ def memory_now() -> dict[str, float]:
 def worker(out: Path, overrides: list[str]) -> None:
     """Run nmt.cli.train.main() with overrides, recording step times and memory into out/rank<r>.json."""
     import nmt.cli.train as cli
+    import nmt.training.session as session
     from nmt.training.trainer import Trainer
 
     stats = {"steps": [], "rss_before_data_mb": None}
-    step, load = Trainer.train_step, cli.load_data
+    step, load = Trainer.step, session.load_data
 
     def timed_step(self, micro, total):
         result = step(self, micro, total)
@@ -116,7 +117,7 @@ def worker(out: Path, overrides: list[str]) -> None:
         stats["rss_before_data_mb"] = memory_now()["rss_mb"]
         return load(cfg)
 
-    Trainer.train_step, cli.load_data = timed_step, timed_load
+    Trainer.step, session.load_data = timed_step, timed_load
     sys.argv = [sys.argv[0], *overrides]
     try:
         cli.main()

@@ -5,6 +5,7 @@ import logging
 import math
 import signal
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -83,7 +84,7 @@ class Progress:
 @dataclass
 class ValidData:
     batches: list[Batch]          # for the teacher-forced loss
-    src_ids: list[list[int]]      # for decoding
+    src_ids: Sequence[list[int]]   # for decoding (a memory-mapped id column indexes like a list)
     refs: list[str]               # raw references for sacreBLEU
 
 
