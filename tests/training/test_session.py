@@ -46,13 +46,15 @@ def settings(**overrides) -> TrainSettings:
 
 @pytest.mark.parametrize("limits,progress,expected", [
     # 10 steps in 1 s with 1019 s left: ~10,200 steps by time, fewer than max_steps
-    ({"max_steps": 100000, "max_time_s": 1020}, Progress(step=10, elapsed_s=1.0), (10200, "max_time_s")),
+    ({"max_steps": 100000, "max_time_s": 1020, "max_epochs": 1000}, Progress(step=10, elapsed_s=1.0),
+     (10200, "max_time_s")),
     # the same pace with a small step budget: the steps decide
-    ({"max_steps": 2500, "max_time_s": 1020}, Progress(step=10, elapsed_s=1.0), (2500, "max_steps")),
+    ({"max_steps": 2500, "max_time_s": 1020, "max_epochs": 1000}, Progress(step=10, elapsed_s=1.0),
+     (2500, "max_steps")),
     # 3 epochs of 40 steps come first
     ({"max_steps": 2500, "max_time_s": 1020, "max_epochs": 3}, Progress(step=10, elapsed_s=1.0), (120, "max_epochs")),
     # before the first step nothing is known about the pace: steps or epochs
-    ({"max_steps": 2500, "max_time_s": 1}, Progress(), (2500, "max_steps")),
+    ({"max_steps": 2500, "max_time_s": 1, "max_epochs": 1000}, Progress(), (2500, "max_steps")),
 ])
 def test_progress_bar_shows_the_budget_that_stops_the_run(limits, progress, expected):
     bar = BudgetBar(settings(**limits), steps_per_epoch=40, progress=progress, enabled=False)
