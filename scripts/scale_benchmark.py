@@ -152,7 +152,7 @@ def train_overrides(args, corpus: Path, cache: Path, run_dir: Path, ranks: int) 
             f"data.cache_dir={cache}", f"data.tokenizer.vocab_size={args.vocab}", "trainer=cpu", *MODEL,
             f"trainer.max_steps={args.steps}", f"trainer.max_tokens={args.max_tokens}",
             f"trainer.accum_steps={2 // ranks}", "trainer.valid_every=1000000", "trainer.save_every=1000000",
-            "trainer.valid_max_sentences=20", "trainer.beam_size=1", "trainer.num_threads=1",
+            "trainer.valid_max_sentences=20", "decode.beam_size=1", "trainer.num_threads=1",
             "logger.progress_bar=false", f"run_dir={run_dir}", f"hydra.run.dir={run_dir}", *args.extra]
 
 

@@ -64,4 +64,4 @@ def test_compare_attention_experiment_sweeps_the_luong_attention_types():
         cfg = compose("train", overrides=["+experiment=compare_attention", "trainer=cpu"],
                       return_hydra_config=True)
     assert cfg.hydra.sweeper.params["model/attention"] == "luong_general,local_m,local_p,hard"
-    assert cfg.trainer.max_time_s == 600 and cfg.model.attention.flow == "luong"
+    assert cfg.trainer.max_steps == 1000 and cfg.model.attention.flow == "luong"
