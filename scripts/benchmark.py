@@ -41,6 +41,8 @@ from nmt.models.seq2seq import Seq2Seq
 from nmt.training.loss import label_smoothed_loss
 from nmt.training.optim import OptimSettings, build_optimizer
 
+from bench_common import TINY, cpu_name, fmt, joey_speeds, loadavg, peak_flops_for, ratio  # scripts/, beside this file
+
 # name -> (family, Hydra overrides of configs/train.yaml). Model sizes are the configs' defaults.
 MODELS = {
     "rnn-luong": ("rnn", ["model=rnn", "model/attention=luong_general"]),
@@ -59,22 +61,6 @@ MODELS = {
 }
 DEFAULT_MODELS = [m for m in MODELS if m != "hybrid"]
 
-# --tiny: sizes for the test (seconds on CPU), per family
-_TINY_TRANSFORMER = [f"model.{p}.{k}" for p in ("encoder", "decoder")
-                     for k in ("ff_size=64", "num_layers=1", "self_attention.num_heads=2")]
-TINY = {
-    "rnn": ["model.encoder.emb_size=16", "model.encoder.hidden_size=16", "model.decoder.emb_size=32",
-            "model.decoder.hidden_size=32"],
-    "transformer": ["model.encoder.d_model=32", *_TINY_TRANSFORMER, "model.decoder.cross_attention.num_heads=2"],
-    "hybrid": ["model.encoder.d_model=32", "model.encoder.ff_size=64", "model.encoder.num_layers=1",
-               "model.encoder.self_attention.num_heads=2", "model.decoder.emb_size=32",
-               "model.decoder.hidden_size=32"],
-}
-
-# dense bf16 peak FLOP/s by device-name substring, first match wins (NVIDIA datasheets)
-PEAK_BF16_FLOPS = (("H100 PCIe", 756e12), ("H100 NVL", 835e12), ("H100", 989e12), ("H200", 989e12),
-                   ("A100", 312e12))
-
 # Synthetic Multi30k-like pairs: source length uniform in [8, 20] subword tokens, target length
 # = source length + uniform [-2, 2] (de-en captions have similar lengths)
 SRC_LEN = (8, 20)
@@ -85,7 +71,6 @@ EOS_PENALTY = 1e4
 
 # JoeyNMT reference configs (../shared/bench/joeynmt/configs) -> our closest model
 JOEY_MODELS = {"transformer_small": "transformer", "rnn_luong": "rnn-luong", "rnn_bahdanau": "rnn-bahdanau"}
-JOEY_TEST_SENTENCES = 1014 + 1000  # its test phase decodes Multi30k val + test_2016_flickr (beam 5)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -324,8 +309,7 @@ def peak_flops(device: torch.device, override: float | None) -> float | None:
         return override
     if device.type != "cuda":
         return None
-    name = torch.cuda.get_device_name(device)
-    return next((f for key, f in PEAK_BF16_FLOPS if key in name), None)
+    return peak_flops_for(torch.cuda.get_device_name(device))
 
 
 def bench_model(name: str, args: argparse.Namespace, device: torch.device, batches: list[Batch],
@@ -366,7 +350,7 @@ def warm_up_process(args: argparse.Namespace, device: torch.device, batch: Batch
 def machine_info(device: torch.device, args: argparse.Namespace) -> dict:
     cuda = device.type == "cuda"
     return {
-        "device": torch.cuda.get_device_name(device) if cuda else _cpu_name(),
+        "device": torch.cuda.get_device_name(device) if cuda else cpu_name(),
         "device_type": device.type,
         "torch": torch.__version__,
         "cuda": torch.version.cuda if cuda else None,
@@ -374,27 +358,9 @@ def machine_info(device: torch.device, args: argparse.Namespace) -> dict:
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "peak_flops": peak_flops(device, args.peak_flops),
-        "loadavg_1m_start": _loadavg(),
+        "loadavg_1m_start": loadavg(),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
-
-
-def _loadavg() -> float | None:
-    """1-minute load average (other processes on a shared CPU distort every figure)."""
-    try:
-        return os.getloadavg()[0]
-    except (OSError, AttributeError):
-        return None
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def load_joey(specs: list[str]) -> dict[str, dict]:
@@ -408,19 +374,9 @@ def load_joey(specs: list[str]) -> dict[str, dict]:
             print(f"warning: {path}: unknown JoeyNMT config {summary.get('config')!r}; "
                   f"pass it as our_model=path", file=sys.stderr)
             continue
-        test_s = summary.get("test_phase_s")
-        joey[ours] = {"tgt_tok_s": summary["avg_trg_tokens_per_s_excl_valid"],
-                      "beam_sent_s": JOEY_TEST_SENTENCES / test_s if test_s else None,
-                      "device": summary.get("gpu"), "config": summary.get("config"), "path": path}
+        joey[ours] = {**joey_speeds(summary), "device": summary.get("gpu"), "config": summary.get("config"),
+                      "path": path}
     return joey
-
-
-def _ratio(ours: float, theirs: float | None) -> float | None:
-    return ours / theirs if theirs else None
-
-
-def _fmt(x, spec: str) -> str:
-    return "n/a" if x is None else format(x, spec)
 
 
 def markdown_table(report: dict) -> str:
@@ -437,13 +393,13 @@ def markdown_table(report: dict) -> str:
                  f"{r['beam_sent_s']:.1f}", "n/a" if r["mfu"] is None else f"{100 * r['mfu']:.1f} %"]
         if joey:
             j = joey.get(name, {})
-            cells += [_fmt(_ratio(r["train_tgt_tok_s"], j.get("tgt_tok_s")), ".2f"),
-                      _fmt(_ratio(r["beam_sent_s"], j.get("beam_sent_s")), ".2f")]
+            cells += [fmt(ratio(r["train_tgt_tok_s"], j.get("tgt_tok_s")), ".2f"),
+                      fmt(ratio(r["beam_sent_s"], j.get("beam_sent_s")), ".2f")]
         rows.append("| " + " | ".join(cells) + " |")
     mem_kinds = sorted({r["mem_kind"] for r in report["results"].values()})
     rows.append(f"\n{m['device']} ({m['device_type']}, {m['cpu_count']} CPUs, torch {m['torch']}); "
-                f"peak mem = {', '.join(mem_kinds)}; 1-min load average {_fmt(m['loadavg_1m_start'], '.2f')} "
-                f"before, {_fmt(m.get('loadavg_1m_end'), '.2f')} after.")
+                f"peak mem = {', '.join(mem_kinds)}; 1-min load average {fmt(m['loadavg_1m_start'], '.2f')} "
+                f"before, {fmt(m.get('loadavg_1m_end'), '.2f')} after.")
     return "\n".join(rows) + "\n"
 
 
@@ -464,7 +420,7 @@ def main(argv: list[str] | None = None) -> dict:
     for name in args.models:
         print(f"[benchmark] {name} ...", file=sys.stderr, flush=True)
         report["results"][name] = bench_model(name, args, device, batches, src_ids)
-    report["machine"]["loadavg_1m_end"] = _loadavg()
+    report["machine"]["loadavg_1m_end"] = loadavg()
     if args.joeynmt_json:
         report["joeynmt"] = load_joey(args.joeynmt_json)
     table = markdown_table(report)
