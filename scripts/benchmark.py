@@ -35,6 +35,7 @@ from torch import nn
 from nmt.cli.common import config_dir
 from nmt.data.batching import Batch, TokenBatchSampler, collate
 from nmt.data.tokenizer import BOS_ID, EOS_ID, PAD_ID
+from nmt.alloc import tune_allocator
 from nmt.decoding import translate_ids
 from nmt.models.build import build_model
 from nmt.models.seq2seq import Seq2Seq
@@ -94,6 +95,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--compile", action="store_true", help="torch.compile the training module")
     p.add_argument("--peak-flops", type=float, default=None, help="device peak FLOP/s for MFU")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = default)")
+    p.add_argument("--tune-allocator", action="store_true",
+                   help="nmt.alloc.tune_allocator() first (glibc keeps freed memory: fewer page faults)")
     p.add_argument("--override", action="append", default=[], help="Hydra override for every model")
     p.add_argument("--tiny", action="store_true", help="tiny dims and vocabulary (tests)")
     p.add_argument("--seed", type=int, default=1234)
@@ -166,22 +169,23 @@ def time_training(model: Seq2Seq, cfg, batches: list[Batch], args, device: torch
     opt = build_optimizer(model, o, device)
     net = torch.compile(model) if args.compile else model
     model.train()
-    times, tgt, src = [], [], []
+    times, tgt, src, faults = [], [], [], 0
     for i, b in enumerate(batches):
         b = b.to(device)
         sync(device)
-        t0 = time.perf_counter()
+        t0, f0 = time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF).ru_minflt
         train_step(net, model, opt, b, o, args.amp)
         sync(device)
         if i >= args.warmup:
             times.append(time.perf_counter() - t0)
+            faults += resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0
             tgt.append(b.n_tgt_tokens)
             src.append(int(b.src_lengths.sum()))
     return {"train_tgt_tok_s": statistics.median(t / s for t, s in zip(tgt, times)),
             "train_tok_s": statistics.median((t + s) / dt for t, s, dt in zip(tgt, src, times)),
             "step_ms": 1000 * statistics.median(times),
             "batch_sentences": statistics.median(len(b) for b in batches[args.warmup:]),
-            "batch_tgt_tokens": statistics.median(tgt)}
+            "batch_tgt_tokens": statistics.median(tgt), "minor_faults_per_step": faults / len(times)}
 
 
 def memory_start(device: torch.device) -> tuple[int, str]:
@@ -405,6 +409,8 @@ def markdown_table(report: dict) -> str:
 
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
+    if args.tune_allocator:
+        args.tune_allocator = tune_allocator()  # False where there is no glibc: the JSON says so
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
