@@ -118,8 +118,8 @@ class GpuSampler:
     """nvidia-smi polled in a background process during a run: mean utilisation and peak memory.
 
     Utilisation is averaged over the samples taken while the GPU held more memory than before the
-    run (the run's CUDA context exists: model built, until the process ends), so start-up work on
-    the CPU (tokenizer, caches) counts for neither side. Without nvidia-smi every figure is None.
+    run (the run's CUDA context exists: training, validation and the final beam-5 evaluation), so
+    start-up work on the CPU (tokenizer, caches) counts for neither side. Without nvidia-smi every figure is None.
     """
 
     def __init__(self, log: Path, interval_ms: int, gpu: int):
@@ -134,8 +134,8 @@ class GpuSampler:
 
     def __enter__(self) -> "GpuSampler":
         if self.smi:
-            first = subprocess.run(self._query(), capture_output=True, text=True, check=False).stdout
-            self.idle_mib = _smi_rows(first)[0][1] if _smi_rows(first) else 0.0
+            first = _smi_rows(subprocess.run(self._query(), capture_output=True, text=True, check=False).stdout)
+            self.idle_mib = first[0][1] if first else 0.0
             self.out = self.log.open("w")
             self.proc = subprocess.Popen(self._query("-lms", str(self.interval_ms)), stdout=self.out,
                                          stderr=subprocess.DEVNULL)
