@@ -15,6 +15,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from nmt.alloc import tune_allocator
 from nmt.common import pick_device, seed_everything, setup_logging, write_json
 from nmt.data.batching import BatchIterator
 from nmt.data.pipeline import DataBundle, make_batches, prepare_data
@@ -93,6 +94,7 @@ def train(cfg: DictConfig) -> dict:
     """Train, then evaluate the best checkpoint. Returns the metrics written to metrics.json."""
     setup_logging()
     settings = check_config(cfg)
+    tune_allocator()  # glibc keeps freed activations: ~85k -> ~25 page faults per CPU step (nmt/alloc.py)
     seed_everything(cfg.seed)
     dist = init_distributed(settings.trainer.device)
     device = pick_device(settings.trainer.device, dist.local_rank)
