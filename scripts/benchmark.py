@@ -35,11 +35,14 @@ from torch import nn
 from nmt.cli.common import config_dir
 from nmt.data.batching import Batch, TokenBatchSampler, collate
 from nmt.data.tokenizer import BOS_ID, EOS_ID, PAD_ID
-from nmt.decoding import translate_ids
+from nmt.alloc import tune_allocator
+from nmt.decoding import DecodeSettings, translate_ids
 from nmt.models.build import build_model
 from nmt.models.seq2seq import Seq2Seq
-from nmt.training.loss import label_smoothed_loss
 from nmt.training.optim import OptimSettings, build_optimizer
+from nmt.training.step import StepParts, train_step
+
+from bench_common import TINY, cpu_name, fmt, joey_speeds, loadavg, peak_flops_for, ratio  # scripts/, beside this file
 
 # name -> (family, Hydra overrides of configs/train.yaml). Model sizes are the configs' defaults.
 MODELS = {
@@ -59,22 +62,6 @@ MODELS = {
 }
 DEFAULT_MODELS = [m for m in MODELS if m != "hybrid"]
 
-# --tiny: sizes for the test (seconds on CPU), per family
-_TINY_TRANSFORMER = [f"model.{p}.{k}" for p in ("encoder", "decoder")
-                     for k in ("ff_size=64", "num_layers=1", "self_attention.num_heads=2")]
-TINY = {
-    "rnn": ["model.encoder.emb_size=16", "model.encoder.hidden_size=16", "model.decoder.emb_size=32",
-            "model.decoder.hidden_size=32"],
-    "transformer": ["model.encoder.d_model=32", *_TINY_TRANSFORMER, "model.decoder.cross_attention.num_heads=2"],
-    "hybrid": ["model.encoder.d_model=32", "model.encoder.ff_size=64", "model.encoder.num_layers=1",
-               "model.encoder.self_attention.num_heads=2", "model.decoder.emb_size=32",
-               "model.decoder.hidden_size=32"],
-}
-
-# dense bf16 peak FLOP/s by device-name substring, first match wins (NVIDIA datasheets)
-PEAK_BF16_FLOPS = (("H100 PCIe", 756e12), ("H100 NVL", 835e12), ("H100", 989e12), ("H200", 989e12),
-                   ("A100", 312e12))
-
 # Synthetic Multi30k-like pairs: source length uniform in [8, 20] subword tokens, target length
 # = source length + uniform [-2, 2] (de-en captions have similar lengths)
 SRC_LEN = (8, 20)
@@ -85,7 +72,6 @@ EOS_PENALTY = 1e4
 
 # JoeyNMT reference configs (../shared/bench/joeynmt/configs) -> our closest model
 JOEY_MODELS = {"transformer_small": "transformer", "rnn_luong": "rnn-luong", "rnn_bahdanau": "rnn-bahdanau"}
-JOEY_TEST_SENTENCES = 1014 + 1000  # its test phase decodes Multi30k val + test_2016_flickr (beam 5)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -109,6 +95,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--compile", action="store_true", help="torch.compile the training module")
     p.add_argument("--peak-flops", type=float, default=None, help="device peak FLOP/s for MFU")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = default)")
+    p.add_argument("--tune-allocator", action="store_true",
+                   help="nmt.alloc.tune_allocator() first (glibc keeps freed memory: fewer page faults)")
     p.add_argument("--override", action="append", default=[], help="Hydra override for every model")
     p.add_argument("--tiny", action="store_true", help="tiny dims and vocabulary (tests)")
     p.add_argument("--seed", type=int, default=1234)
@@ -163,40 +151,35 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def train_step(net: nn.Module, model: Seq2Seq, opt: torch.optim.Optimizer, b: Batch, o: OptimSettings,
-               amp: bool) -> None:
-    """forward + label-smoothed loss / target tokens + backward + clip + optimiser step (as the Trainer)."""
-    with torch.autocast(b.src.device.type, dtype=torch.bfloat16, enabled=amp):
-        out, _ = net(b.src, b.src_lengths, b.tgt_in)
-        loss, _ = label_smoothed_loss(out.hidden, b.tgt_out, PAD_ID, o.label_smoothing)
-        (loss / b.n_tgt_tokens).backward()
-    torch.nn.utils.clip_grad_norm_(model.parameters(), o.clip_grad_norm)
-    opt.step()
-    opt.zero_grad(set_to_none=True)
+def step_parts(model: Seq2Seq, cfg, args, device: torch.device) -> StepParts:
+    """The Trainer's step (nmt.training.step) for this model and the config's optimiser settings."""
+    o = OptimSettings(**OmegaConf.to_container(cfg.optim, resolve=True))
+    net = torch.compile(model) if args.compile else model
+    return StepParts(net, model, build_optimizer(model, o, device), PAD_ID, o.label_smoothing, o.clip_grad_norm,
+                     args.amp, device, world=1)
 
 
 def time_training(model: Seq2Seq, cfg, batches: list[Batch], args, device: torch.device) -> dict:
     """Median per-step throughput over the timed steps (the first `warmup` batches are untimed)."""
-    o = OptimSettings(**OmegaConf.to_container(cfg.optim, resolve=True))
-    opt = build_optimizer(model, o, device)
-    net = torch.compile(model) if args.compile else model
+    parts = step_parts(model, cfg, args, device)
     model.train()
-    times, tgt, src = [], [], []
+    times, tgt, src, faults = [], [], [], 0
     for i, b in enumerate(batches):
         b = b.to(device)
         sync(device)
-        t0 = time.perf_counter()
-        train_step(net, model, opt, b, o, args.amp)
+        t0, f0 = time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        train_step(parts, [b], b.n_tgt_tokens)
         sync(device)
         if i >= args.warmup:
             times.append(time.perf_counter() - t0)
+            faults += resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0
             tgt.append(b.n_tgt_tokens)
             src.append(int(b.src_lengths.sum()))
     return {"train_tgt_tok_s": statistics.median(t / s for t, s in zip(tgt, times)),
             "train_tok_s": statistics.median((t + s) / dt for t, s, dt in zip(tgt, src, times)),
             "step_ms": 1000 * statistics.median(times),
             "batch_sentences": statistics.median(len(b) for b in batches[args.warmup:]),
-            "batch_tgt_tokens": statistics.median(tgt)}
+            "batch_tgt_tokens": statistics.median(tgt), "minor_faults_per_step": faults / len(times)}
 
 
 def memory_start(device: torch.device) -> tuple[int, str]:
@@ -268,16 +251,16 @@ class LengthLimited(nn.Module):
 
     def decode(self, *args, **kwargs):
         out = self.model.decode(*args, **kwargs)
-        out.hidden[..., self.eos_id] -= EOS_PENALTY  # (B, T, V) logits, no grad
+        out.logits[..., self.eos_id] -= EOS_PENALTY  # (B, T, V) logits, no grad
         return out
 
 
 def decode(model: Seq2Seq, src_ids: list[list[int]], beam: int, args, device: torch.device, batch: int):
     """translate_ids (greedy for beam 1) of the LengthLimited model, as nmt-evaluate batches it."""
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.decode_amp):
-        return translate_ids(LengthLimited(model, EOS_ID), src_ids, pad_id=PAD_ID, bos_id=BOS_ID, eos_id=EOS_ID,
-                             beam_size=beam, alpha=1.0, max_len_a=args.max_len_a, max_len_b=args.max_len_b,
-                             max_sentences=batch, device=device)
+        settings = DecodeSettings(beam, 1.0, args.max_len_a, args.max_len_b, batch)
+        return translate_ids(LengthLimited(model, EOS_ID), src_ids, settings, pad_id=PAD_ID, bos_id=BOS_ID,
+                             eos_id=EOS_ID, device=device)
 
 
 def time_decoding(model: Seq2Seq, src_ids: list[list[int]], beam: int, args, device: torch.device) -> dict:
@@ -324,8 +307,7 @@ def peak_flops(device: torch.device, override: float | None) -> float | None:
         return override
     if device.type != "cuda":
         return None
-    name = torch.cuda.get_device_name(device)
-    return next((f for key, f in PEAK_BF16_FLOPS if key in name), None)
+    return peak_flops_for(torch.cuda.get_device_name(device))
 
 
 def bench_model(name: str, args: argparse.Namespace, device: torch.device, batches: list[Batch],
@@ -358,15 +340,14 @@ def warm_up_process(args: argparse.Namespace, device: torch.device, batch: Batch
     for name in args.models:
         cfg = model_config(name, args, tiny=True)
         model = build_model(cfg.model, args.vocab, args.vocab, PAD_ID).to(device)
-        o = OptimSettings(**OmegaConf.to_container(cfg.optim, resolve=True))
-        train_step(model, model, build_optimizer(model, o, device), batch.to(device), o, args.amp)
+        train_step(step_parts(model, cfg, args, device), [batch], batch.n_tgt_tokens)
         decode(model, src_ids[:2], args.beam, args, device, batch=2)
 
 
 def machine_info(device: torch.device, args: argparse.Namespace) -> dict:
     cuda = device.type == "cuda"
     return {
-        "device": torch.cuda.get_device_name(device) if cuda else _cpu_name(),
+        "device": torch.cuda.get_device_name(device) if cuda else cpu_name(),
         "device_type": device.type,
         "torch": torch.__version__,
         "cuda": torch.version.cuda if cuda else None,
@@ -374,27 +355,9 @@ def machine_info(device: torch.device, args: argparse.Namespace) -> dict:
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "peak_flops": peak_flops(device, args.peak_flops),
-        "loadavg_1m_start": _loadavg(),
+        "loadavg_1m_start": loadavg(),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
-
-
-def _loadavg() -> float | None:
-    """1-minute load average (other processes on a shared CPU distort every figure)."""
-    try:
-        return os.getloadavg()[0]
-    except (OSError, AttributeError):
-        return None
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def load_joey(specs: list[str]) -> dict[str, dict]:
@@ -408,19 +371,9 @@ def load_joey(specs: list[str]) -> dict[str, dict]:
             print(f"warning: {path}: unknown JoeyNMT config {summary.get('config')!r}; "
                   f"pass it as our_model=path", file=sys.stderr)
             continue
-        test_s = summary.get("test_phase_s")
-        joey[ours] = {"tgt_tok_s": summary["avg_trg_tokens_per_s_excl_valid"],
-                      "beam_sent_s": JOEY_TEST_SENTENCES / test_s if test_s else None,
-                      "device": summary.get("gpu"), "config": summary.get("config"), "path": path}
+        joey[ours] = {**joey_speeds(summary), "device": summary.get("gpu"), "config": summary.get("config"),
+                      "path": path}
     return joey
-
-
-def _ratio(ours: float, theirs: float | None) -> float | None:
-    return ours / theirs if theirs else None
-
-
-def _fmt(x, spec: str) -> str:
-    return "n/a" if x is None else format(x, spec)
 
 
 def markdown_table(report: dict) -> str:
@@ -437,18 +390,20 @@ def markdown_table(report: dict) -> str:
                  f"{r['beam_sent_s']:.1f}", "n/a" if r["mfu"] is None else f"{100 * r['mfu']:.1f} %"]
         if joey:
             j = joey.get(name, {})
-            cells += [_fmt(_ratio(r["train_tgt_tok_s"], j.get("tgt_tok_s")), ".2f"),
-                      _fmt(_ratio(r["beam_sent_s"], j.get("beam_sent_s")), ".2f")]
+            cells += [fmt(ratio(r["train_tgt_tok_s"], j.get("tgt_tok_s")), ".2f"),
+                      fmt(ratio(r["beam_sent_s"], j.get("beam_sent_s")), ".2f")]
         rows.append("| " + " | ".join(cells) + " |")
     mem_kinds = sorted({r["mem_kind"] for r in report["results"].values()})
     rows.append(f"\n{m['device']} ({m['device_type']}, {m['cpu_count']} CPUs, torch {m['torch']}); "
-                f"peak mem = {', '.join(mem_kinds)}; 1-min load average {_fmt(m['loadavg_1m_start'], '.2f')} "
-                f"before, {_fmt(m.get('loadavg_1m_end'), '.2f')} after.")
+                f"peak mem = {', '.join(mem_kinds)}; 1-min load average {fmt(m['loadavg_1m_start'], '.2f')} "
+                f"before, {fmt(m.get('loadavg_1m_end'), '.2f')} after.")
     return "\n".join(rows) + "\n"
 
 
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
+    if args.tune_allocator:
+        args.tune_allocator = tune_allocator()  # False where there is no glibc: the JSON says so
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
@@ -464,7 +419,7 @@ def main(argv: list[str] | None = None) -> dict:
     for name in args.models:
         print(f"[benchmark] {name} ...", file=sys.stderr, flush=True)
         report["results"][name] = bench_model(name, args, device, batches, src_ids)
-    report["machine"]["loadavg_1m_end"] = _loadavg()
+    report["machine"]["loadavg_1m_end"] = loadavg()
     if args.joeynmt_json:
         report["joeynmt"] = load_joey(args.joeynmt_json)
     table = markdown_table(report)

@@ -44,3 +44,29 @@ def _deterministic():
     torch.manual_seed(0)
     torch.set_num_threads(2)
     yield
+
+
+def _checkout_files() -> set[str] | None:
+    """Untracked and ignored files of the checkout (None outside a git checkout); __pycache__ aside."""
+    import subprocess
+    try:
+        out = subprocess.run(["git", "status", "--porcelain", "--ignored", "--untracked-files=all"], cwd=REPO,
+                             capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if out.returncode != 0:
+        return None
+    return {line[3:] for line in out.stdout.splitlines()
+            if line[:2] in ("??", "!!") and "__pycache__" not in line and ".egg-info" not in line}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _checkout_stays_clean():
+    """The suite writes only below pytest's tmp_path: no outputs/, multirun/, caches or logs in the
+    checkout (Hydra's output dir follows run_dir; every test passes its own directories)."""
+    before = _checkout_files()
+    yield
+    after = _checkout_files()
+    if before is not None and after is not None:
+        new = sorted(after - before)
+        assert not new, f"the tests left files in the checkout: {new[:20]}"

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from hydra import compose, initialize_config_dir
 
-from nmt.cli.common import config_dir
+from nmt.cli.common import config_dir, register_resolvers
 from nmt.models.build import build_model
 
 PAD, UNK, BOS, EOS = 0, 1, 2, 3
@@ -21,6 +21,7 @@ TINY_TRANSFORMER = ["model=transformer", "model.encoder.d_model=16", "model.enco
 
 
 def compose_cfg(overrides: list[str], name: str = "train"):
+    register_resolvers()
     with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
         return compose(config_name=name, overrides=overrides)
 
@@ -64,24 +65,22 @@ def real_batch(pairs: list[tuple[str, str]]):
 
 
 def overfit(model, src, src_len, tgt_in, tgt_out, steps: int, lr: float = 0.01) -> float:
-    """Full-batch Adam on one batch; returns the final mean token NLL."""
-    from nmt.training.loss import label_smoothed_loss
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    model.train()
+    """Full-batch Adam through the trainer's own train_step; returns the final mean token NLL."""
+    from nmt.data.batching import Batch
+    from nmt.training.step import StepParts, train_step
     ntok = int((tgt_out != PAD).sum())
+    batch = Batch(src, src_len, tgt_in, tgt_out, torch.arange(len(src)), ntok)
+    parts = StepParts(model, model, torch.optim.Adam(model.parameters(), lr=lr), PAD, label_smoothing=0.0,
+                      clip_grad_norm=1.0, amp=False, device=torch.device("cpu"), world=1)
+    model.train()
     for _ in range(steps):
-        out, _ = model(src, src_len, tgt_in)
-        loss, nll = label_smoothed_loss(out.hidden, tgt_out, PAD, 0.0)
-        opt.zero_grad()
-        (loss / ntok).backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-    return float(nll.detach()) / ntok
+        out = train_step(parts, [batch], ntok)
+    return float(out["nll_sum"]) / ntok
 
 
 TOY_TRAIN = ["data=toy", "data.corpus.size=300", "data.corpus.eval_size=20", "trainer=cpu",
              *TINY_RNN, "trainer.max_tokens=400", "trainer.log_every=2", "trainer.valid_every=1000",
-             "trainer.save_every=5", "trainer.beam_size=2", "logger.progress_bar=false",
+             "trainer.save_every=5", "decode.beam_size=2", "logger.progress_bar=false",
              "optim.warmup_steps=5", "trainer.keep_last=3"]
 
 
@@ -96,3 +95,13 @@ def tb_scalars(run_dir, tag: str) -> dict[int, float]:
     acc = EventAccumulator(str(run_dir / "tb"), size_guidance={"scalars": 0})
     acc.Reload()
     return {e.step: e.value for e in acc.Scalars(tag)}
+
+
+class ExplodingCorpus:
+    """A corpus config target that fails the test if any split is read (data.corpus._target_)."""
+
+    def __init__(self, **kwargs):
+        self.kwargs = kwargs
+
+    def load(self, split: str):
+        raise AssertionError(f"the corpus was read (split {split!r}) before the config was validated")

@@ -16,17 +16,23 @@ low does not "explain" the prediction in the sense of these papers.
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 
 from nmt.alignment.counterfactual import intervening, make_hook, slot_modules
 from nmt.alignment.extract import is_cross
+from nmt.common import atomic_write_text, pick_device, write_json
 from nmt.data.batching import Batch, collate
-from nmt.evaluation.evaluate import DecodeSettings, decode_texts
+from nmt.decoding import DecodeSettings, decode_texts
 from nmt.evaluation.metrics import corpus_scores
+from nmt.training.run_dir import load_trained
 
 
 @dataclass
@@ -50,9 +56,9 @@ def output_change(model, data: list[Batch], pad_id: int, module, hook) -> dict[s
     """Mean TVD and flip rate of the next-token distributions with `hook` on `module`, over real tokens."""
     tvd, flips, n = 0.0, 0.0, 0
     for b in data:
-        p = F.softmax(model(b.src, b.src_lengths, b.tgt_in)[0].hidden.float(), dim=-1)  # (B, T, V)
+        p = F.softmax(model(b.src, b.src_lengths, b.tgt_in)[0].logits.float(), dim=-1)  # (B, T, V)
         with intervening(module, hook):
-            q = F.softmax(model(b.src, b.src_lengths, b.tgt_in)[0].hidden.float(), dim=-1)  # (B, T, V)
+            q = F.softmax(model(b.src, b.src_lengths, b.tgt_in)[0].logits.float(), dim=-1)  # (B, T, V)
         real = b.tgt_out != pad_id  # (B, T)
         tvd += float((0.5 * (p - q).abs().sum(-1))[real].sum())
         flips += float((p.argmax(-1) != q.argmax(-1))[real].sum())
@@ -80,7 +86,7 @@ def embedding_gradients(model, b: Batch, pad_id: int) -> tuple[Tensor, dict[str,
     try:
         with torch.enable_grad():
             out, _ = model(b.src, b.src_lengths, b.tgt_in, need_weights=True)
-            logp = F.log_softmax(out.hidden.float(), -1).gather(-1, b.tgt_out[..., None])[..., 0]  # (B, T)
+            logp = F.log_softmax(out.logits.float(), -1).gather(-1, b.tgt_out[..., None])[..., 0]  # (B, T)
             logp = logp.masked_fill(b.tgt_out == pad_id, 0.0)
             norms = [torch.autograd.grad(logp[:, t].sum(), captured[0], retain_graph=True)[0].norm(dim=-1)
                      for t in range(logp.size(1))]  # T x (B, S): sentences are independent in eval mode
@@ -135,3 +141,23 @@ def explain_markdown(result: dict, counterfactuals: list[str]) -> str:
               "re-decoded with the counterfactual weights; tau: Kendall tau-b between cross-attention (heads "
               "averaged) and input-gradient importance per source piece.", ""]
     return "\n".join(lines)
+
+
+def explain_run(cfg: DictConfig) -> dict:
+    """nmt-explain: counterfactual tests of a run's attention on the first max_sentences of a split; writes the table."""
+    device = pick_device(cfg.device)
+    trained = load_trained(Path(cfg.run_dir), cfg.checkpoint, device)
+    if cfg.split not in trained.cfg.data.splits:
+        raise ValueError(f"split={cfg.split} is not one of the run's data.splits ({', '.join(trained.cfg.data.splits)})")
+    pairs = instantiate(trained.cfg.data.corpus).load(trained.cfg.data.splits[cfg.split])
+    pairs = pairs.select(range(min(cfg.max_sentences, len(pairs))))
+    decode = DecodeSettings(**OmegaConf.to_container(cfg.decode, resolve=True))
+    settings = ExplainSettings(list(cfg.counterfactuals), cfg.seed, cfg.gradient, cfg.chunk)
+    result = explain(trained.model, trained.src_tok.encode(list(pairs["src"])), list(pairs["tgt"]), trained.tgt_tok,
+                     settings, decode, device)
+    table = explain_markdown(result, settings.counterfactuals)
+    out = Path(cfg.out) if cfg.out is not None else Path(cfg.run_dir) / "explain.md"
+    atomic_write_text(out, table)
+    write_json(out.with_suffix(".json"), result)
+    sys.stdout.write(table)
+    return result

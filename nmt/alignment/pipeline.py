@@ -1,16 +1,20 @@
 """What nmt-align, nmt-compare --gold and scripts/alignment_report.py share: align texts with a trained
-model, score every selection against a gold file, pick one selection, print the table."""
+model, score every selection against a gold file, pick one selection, print the table; align_run is nmt-align."""
 from __future__ import annotations
 
 import math
+import sys
 from pathlib import Path
 
 import torch
+from omegaconf import DictConfig, OmegaConf
 
 from nmt.alignment.corpus import align_ids, check_word_counts, score_all
 from nmt.alignment.extract import AlignSettings, last_selection
-from nmt.alignment.links import Link, check_bounds, read_gold
-from nmt.evaluation.evaluate import DecodeSettings, decode_texts
+from nmt.alignment.links import Link, check_bounds, read_gold, write_pharaoh
+from nmt.common import pick_device, write_json
+from nmt.decoding import DecodeSettings, decode_texts
+from nmt.training.run_dir import load_trained
 
 
 def align_texts(trained, src_lines: list[str], tgt_lines: list[str] | None, settings: AlignSettings,
@@ -76,3 +80,23 @@ def read_text_lines(path: str | Path, what: str) -> list[str]:
     if not path.is_file():
         raise FileNotFoundError(f"{what}={path} not found; pass {what}=<file> with one sentence per line")
     return path.read_text(encoding="utf-8").splitlines()
+
+
+def align_run(cfg: DictConfig) -> dict:
+    """-> {"selection": the one written to out, "scores": {selection: {aer, precision, recall}} or {}}."""
+    device = pick_device(cfg.device)
+    trained = load_trained(Path(cfg.run_dir), cfg.checkpoint, device)
+    src = read_text_lines(cfg.src, "src")
+    tgt = None if cfg.tgt is None else read_text_lines(cfg.tgt, "tgt")
+    decode = DecodeSettings(**OmegaConf.to_container(cfg.decode, resolve=True))
+    links, tgt = align_texts(trained, src, tgt, AlignSettings(cfg.shift, cfg.threshold), decode, device, cfg.chunk)
+    scores = {}
+    if cfg.gold is not None:
+        scores = gold_scores(links, src, tgt, cfg.gold, cfg.gold_format, cfg.gold_one_based)
+        sys.stdout.write(scores_markdown(scores, f"{cfg.run_dir}: AER against {cfg.gold}"))
+    if cfg.scores is not None:
+        write_json(cfg.scores, scores)
+    selection = pick_selection(list(links), cfg.select, scores)
+    if cfg.out is not None:
+        write_pharaoh(cfg.out, links[selection])
+    return {"selection": selection, "scores": scores}

@@ -2,7 +2,7 @@
 
 attention/ imports nothing from the rest of nmt.
 """
-from nmt.attention.base import AttentionOutput, build_score, masked_softmax
+from nmt.attention.base import Attention, AttentionOutput, KVAttention, build_score, masked_softmax
 from nmt.attention.global_attention import GlobalAttention
 from nmt.attention.hard_attention import HardAttention
 from nmt.attention.local_attention import LocalAttention
@@ -10,7 +10,9 @@ from nmt.attention.multihead import MultiHeadAttention
 from nmt.attention.windows import causal_mask, window_mask
 
 __all__ = [
+    "Attention",
     "AttentionOutput",
+    "KVAttention",
     "masked_softmax",
     "build_score",
     "window_mask",

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
 
 import torch
 import torch.nn.functional as F
@@ -35,6 +36,33 @@ class AttentionOutput:
     context: Tensor
     weights: Tensor
     centres: Tensor | None = None
+
+
+@runtime_checkable
+class Attention(Protocol):
+    """The one signature of every attention module (see the module docstring for shapes).
+
+    A new attention type is one class with this call and one YAML under
+    configs/model/attention/ (`_target_`, `label`, `flow` for the RNN decoder, its arguments):
+    docs/architecture.md has the recipe.
+    """
+
+    def __call__(self, query: Tensor, keys: Tensor, values: Tensor, mask: Tensor | None, *,
+                 query_positions: Tensor | None = None, need_weights: bool = True) -> AttentionOutput: ...
+
+
+@runtime_checkable
+class KVAttention(Protocol):
+    """What a Transformer slot needs beyond Attention: keys/values projected once and cached.
+
+    project_kv(keys (B, Tk, D), values (B, Tk, D)) -> k, v (B, H, Tk, dh); attend(query, k, v, mask,
+    *, query_positions, need_weights) -> AttentionOutput, equal to forward(query, keys, values, ...).
+    """
+
+    def project_kv(self, keys: Tensor, values: Tensor) -> tuple[Tensor, Tensor]: ...
+
+    def attend(self, query: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, *,
+               query_positions: Tensor | None = None, need_weights: bool = True) -> AttentionOutput: ...
 
 
 def masked_softmax(scores: Tensor, mask: Tensor | None, dim: int = -1) -> Tensor:
@@ -60,11 +88,16 @@ def _require_equal_dims(name: str, query_dim: int, key_dim: int) -> None:
 
 
 class DotScore(nn.Module):
-    """score(h_t, h_s) = h_t^T h_s (Luong et al. 2015, Eq. 8, 'dot'). Needs Dq == Dk."""
+    """score(h_t, h_s) = h_t^T h_s (Luong et al. 2015, Eq. 8, 'dot'). Needs Dq == Dk.
+
+    sdpa_scale: the `scale` of F.scaled_dot_product_attention that computes this score
+    (None on score classes it cannot compute).
+    """
 
     def __init__(self, query_dim: int, key_dim: int):
         super().__init__()
         _require_equal_dims("dot", query_dim, key_dim)
+        self.sdpa_scale = 1.0
 
     def forward(self, query: Tensor, keys: Tensor) -> Tensor:
         """query (..., Tq, D), keys (..., Tk, D) -> (..., Tq, Tk)."""
@@ -78,6 +111,7 @@ class ScaledDotScore(nn.Module):
         super().__init__()
         _require_equal_dims("scaled_dot", query_dim, key_dim)
         self.scale = 1.0 / math.sqrt(key_dim)
+        self.sdpa_scale = self.scale
 
     def forward(self, query: Tensor, keys: Tensor) -> Tensor:
         """query (..., Tq, D), keys (..., Tk, D) -> (..., Tq, Tk)."""
@@ -93,6 +127,7 @@ class GeneralScore(nn.Module):
 
     def __init__(self, query_dim: int, key_dim: int):
         super().__init__()
+        self.sdpa_scale = None  # not a dot product: no fused kernel
         self.W_a = nn.Linear(query_dim, key_dim, bias=False)
 
     def forward(self, query: Tensor, keys: Tensor) -> Tensor:
@@ -117,6 +152,7 @@ class ConcatScore(nn.Module):
 
     def __init__(self, query_dim: int, key_dim: int):
         super().__init__()
+        self.sdpa_scale = None  # not a dot product: no fused kernel
         self.query_dim = query_dim
         self.W_a = nn.Linear(query_dim + key_dim, key_dim, bias=False)
         self.v_a = nn.Linear(key_dim, 1, bias=False)
@@ -137,6 +173,7 @@ class AdditiveScore(nn.Module):
 
     def __init__(self, query_dim: int, key_dim: int):
         super().__init__()
+        self.sdpa_scale = None  # not a dot product: no fused kernel
         self.W_a = nn.Linear(query_dim, key_dim, bias=False)
         self.U_a = nn.Linear(key_dim, key_dim, bias=False)
         self.v_a = nn.Linear(key_dim, 1, bias=False)

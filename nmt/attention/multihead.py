@@ -49,10 +49,9 @@ class MultiHeadAttention(nn.Module):
         self.v_proj = nn.Linear(key_dim, key_dim)
         self.out_proj = nn.Linear(key_dim, key_dim)
         self.score = build_score(score, self.head_dim, self.head_dim)
-        # F.scaled_dot_product_attention computes exactly these two scores (its `scale` arg).
-        self.sdpa_scale = {"scaled_dot": self.head_dim ** -0.5, "dot": 1.0}.get(score)
 
     def _split(self, x: Tensor) -> Tensor:
+        """(B, T, d) -> (B, H, T, dh)."""
         B, T, _ = x.shape
         return x.view(B, T, self.num_heads, self.head_dim).transpose(1, 2)  # (B, H, T, dh)
 
@@ -81,7 +80,7 @@ class MultiHeadAttention(nn.Module):
         B, Tq, _ = query.shape
         q = self._split(self.q_proj(query))  # (B, H, Tq, dh)
         mask4 = self._full_mask(mask, B, Tq, k.size(2), query_positions, query.device)
-        if not need_weights and self.sdpa_scale is not None and self.intervention is None:
+        if not need_weights and self.score.sdpa_scale is not None and self.intervention is None:
             heads = self._fused(q, k, v, mask4)  # (B, H, Tq, dh)
             weights = q.new_zeros(B, self.num_heads, Tq, 0)  # (B, H, Tq, 0): not computed
         else:
@@ -101,11 +100,11 @@ class MultiHeadAttention(nn.Module):
         """
         p = self.dropout if self.training else 0.0
         if mask4 is None:
-            return F.scaled_dot_product_attention(q, k, v, dropout_p=p, scale=self.sdpa_scale)
+            return F.scaled_dot_product_attention(q, k, v, dropout_p=p, scale=self.score.sdpa_scale)
         has_key = mask4.any(-1, keepdim=True)  # (B, 1, Tq, 1)
         safe = mask4 | ~has_key  # (B, 1, Tq, Tk)
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=safe, dropout_p=p,
-                                             scale=self.sdpa_scale)  # (B, H, Tq, dh)
+                                             scale=self.score.sdpa_scale)  # (B, H, Tq, dh)
         return out * has_key
 
     def forward(self, query: Tensor, keys: Tensor, values: Tensor, mask: Tensor | None, *,

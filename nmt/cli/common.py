@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from omegaconf import OmegaConf
+
 
 def config_dir() -> str:
     """configs/ shipped in the wheel as nmt/configs, else the repository's top-level configs/."""
@@ -23,3 +25,12 @@ def default_trainer_override(argv: list[str], cuda: bool) -> list[str]:
         return argv
     first = next((i for i, a in enumerate(argv) if "=" in a and not a.startswith("-")), len(argv))
     return [*argv[:first], "trainer=gpu", *argv[first:]]
+
+
+def register_resolvers() -> None:
+    """The resolvers configs/train.yaml uses: `path_safe` (sweep subdirectory names from overrides,
+    '/' -> '-') and `run_dir_or` (Hydra's run directory is run_dir when one is given)."""
+    if not OmegaConf.has_resolver("path_safe"):
+        OmegaConf.register_new_resolver("path_safe", lambda s: s.replace("/", "-"))
+    if not OmegaConf.has_resolver("run_dir_or"):
+        OmegaConf.register_new_resolver("run_dir_or", lambda run_dir, default: default if run_dir is None else run_dir)

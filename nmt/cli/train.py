@@ -1,182 +1,27 @@
-"""nmt-train: train a model from the Hydra config (configs/train.yaml)."""
+"""nmt-train: compose the Hydra config (configs/train.yaml) and call nmt.training.session.train."""
 from __future__ import annotations
 
-import logging
-import math
 import sys
-import time
-from pathlib import Path
 
 import hydra
 import torch
-from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
 
-from nmt.cli.common import config_dir, default_trainer_override
-from nmt.common import pick_device, seed_everything, setup_logging, write_json
-from nmt.data.batching import BatchIterator
-from nmt.data.pipeline import DataBundle, make_batches, prepare_data
-from nmt.evaluation.evaluate import DecodeSettings, decode_texts
-from nmt.evaluation.metrics import corpus_scores
-from nmt.logging import (ProbeSettings, RunLogger, attention_stats, peak_memory, reset_peak_memory, run_hparams)
-from nmt.models.build import build_model
-from nmt.training import checkpoint as ckpt
-from nmt.training.distributed import DistInfo, init_distributed, shutdown
-from nmt.training.optim import OptimSettings
-from nmt.training.run import check_run_dir, run_meta, save_run_files
-from nmt.decoding.inspect import output_maps
-from nmt.training.trainer import Trainer, TrainSettings, ValidData, to_probe
-
-log = logging.getLogger("nmt.train")
-
-
-def load_data(cfg: DictConfig) -> DataBundle:
-    d = cfg.data
-    return prepare_data(corpus=instantiate(d.corpus), splits=dict(d.splits),
-                        tokenizer=OmegaConf.to_container(d.tokenizer), max_len=d.max_len, cache_dir=d.cache_dir)
-
-
-def batches_for(ds, cfg: DictConfig, data: DataBundle, shuffle: bool) -> BatchIterator:
-    tok = data.tgt_tok
-    return make_batches(ds, cfg.trainer.max_tokens, shuffle, cfg.seed, tok.pad_id, tok.bos_id, tok.eos_id)
-
-
-def build_trainer(cfg: DictConfig, data: DataBundle, run_dir: Path, device: torch.device,
-                  dist: DistInfo) -> Trainer:
-    """Model, settings, data iterators and logger; restores the latest good checkpoint on resume."""
-    settings = TrainSettings(**OmegaConf.to_container(cfg.trainer))
-    optim = OptimSettings(**OmegaConf.to_container(cfg.optim))
-    model = build_model(cfg.model, len(data.src_tok), len(data.tgt_tok), data.tgt_tok.pad_id).to(device)
-    valid = ValidData(list(batches_for(data.valid, cfg, data, shuffle=False)),
-                      data.valid["src_ids"], data.valid["tgt"])
-    meta = run_meta(cfg, data.src_tok, data.tgt_tok)
-    found = ckpt.load_latest(run_dir / "checkpoints") if settings.resume else None
-    if settings.resume and found is None:
-        raise ckpt.CheckpointError(f"trainer.resume=true but no loadable checkpoint in {run_dir}/checkpoints")
-    purge = found[1]["progress"]["step"] + 1 if found else None
-    probes = ProbeSettings(**{k: cfg.logger[k] for k in ProbeSettings.__dataclass_fields__})
-    logger = RunLogger(run_dir, cfg.logger.tensorboard and dist.main, purge_step=purge, probes=probes)
-    trainer = Trainer(model, optim, settings, batches_for(data.train, cfg, data, shuffle=True), valid,
-                      data.src_tok, data.tgt_tok, run_dir, logger, meta, cfg.logger.progress_bar and dist.main,
-                      dist, device)
-    if found:
-        trainer.restore(found[1])
-        log.info("resumed from %s (step %d, epoch %d)", found[0], trainer.progress.step, trainer.progress.epoch)
-    return trainer
-
-
-def final_evaluation(trainer: Trainer, data: DataBundle, cfg: DictConfig, device: torch.device) -> dict:
-    """Best checkpoint, beam search on valid and test; hypotheses, references, final attention PNGs,
-    TensorBoard hparams and metrics.json (with decode speed and peak memory)."""
-    best_path = trainer.run_dir / "checkpoints" / "best.pt"
-    if best_path.is_file():
-        trainer.model.load_state_dict(ckpt.load(best_path)["model"])
-    else:  # every write of best.pt failed (logged then): evaluate the weights in memory
-        log.error("%s missing: evaluating the final weights instead of the best ones", best_path)
-    s = cfg.trainer
-    decode = DecodeSettings(s.beam_size, s.length_penalty, s.max_len_a, s.max_len_b, 64)
-    p = trainer.progress
-    metrics = {"best_step": p.best_step, "best_valid_bleu_greedy": p.best_bleu, "steps": p.step,
-               "epochs": p.epoch, "train_tokens_per_s": round(p.tokens / max(p.train_s, 1e-9), 1),
-               "minutes_to_best": round(p.best_elapsed_s / 60, 2), "wall_minutes": round(p.elapsed_s / 60, 2),
-               "parameters": trainer.model.num_parameters(), "stopped": p.stopped,
-               "history": p.history, "dropped_train_pairs": data.dropped, "beam_size": s.beam_size}
-    tokens = {}
-    for split in ("valid", "test"):
-        ds = getattr(data, split)
-        start = time.perf_counter()
-        texts, hyp = decode_texts(trainer.model, ds["src_ids"], data.tgt_tok, decode, device)
-        if split == "test":  # tolist() in the search already synchronised the device
-            metrics["decode_sentences_per_s"] = round(len(texts) / (time.perf_counter() - start), 2)
-        tokens[split], metrics[split] = hyp.tokens, corpus_scores(texts, ds["tgt"])
-        (trainer.run_dir / f"{split}.beam.hyp.txt").write_text("\n".join(texts) + "\n")
-        (trainer.run_dir / f"{split}.ref.txt").write_text("\n".join(ds["tgt"]) + "\n")  # for nmt-compare
-        trainer.logger.scalars({f"{split}/{k}_beam": metrics[split][k] for k in ("bleu", "chrf", "ter")}, p.step)
-    metrics.update(peak_memory(device))
-    metrics["attention_stats"] = final_attention(trainer, data, tokens["valid"], device)
-    final = {"hparams/valid_bleu": metrics["valid"]["bleu"], "hparams/test_bleu": metrics["test"]["bleu"],
-             "hparams/test_chrf": metrics["test"]["chrf"], "hparams/test_ter": metrics["test"]["ter"],
-             "hparams/best_valid_bleu_greedy": p.best_bleu}
-    trainer.logger.hparams(run_hparams(OmegaConf.to_container(cfg, resolve=True), metrics["parameters"]), final,
-                           p.step)
-    write_json(trainer.run_dir / "metrics.json", metrics)
-    return metrics
-
-
-def final_attention(trainer: Trainer, data: DataBundle, tokens: list[list[int]], device: torch.device) -> dict:
-    """Maps of the final beam output on valid: <run_dir>/attention/probe<i>_<slot>.png and probes.pt
-    (redrawn by nmt-compare) for the probes; statistics of the first stats_sentences."""
-    cfg = trainer.logger.probes
-    if cfg is None:
-        return {}
-    n_probe, n_stats = (min(n, len(tokens)) for n in (cfg.probe_sentences, cfg.stats_sentences))
-    maps = output_maps(trainer.model, data.valid["src_ids"][: max(n_probe, n_stats)],
-                       tokens[: max(n_probe, n_stats)], data.tgt_tok, device)
-    if n_probe:
-        from nmt.logging.heatmaps import save_slot_pngs  # matplotlib only when drawing
-        probes = [to_probe(m, data.src_tok, data.tgt_tok) for m in maps[:n_probe]]
-        for i, probe in enumerate(probes):
-            save_slot_pngs(trainer.run_dir / "attention", f"probe{i}", probe)
-        torch.save([vars(pr) for pr in probes], trainer.run_dir / "attention" / "probes.pt")
-    stats = attention_stats([(m.maps, m.centres) for m in maps[:n_stats]])
-    return {slot: {k: (round(v, 4) if math.isfinite(v) else None) for k, v in st.items()} for slot, st in stats.items()}
-
-
-def stopped_early(trainer: Trainer, run_dir: Path) -> dict:
-    """Signal: exit 0 with the resume command. Non-finite losses: the last good state is saved, exit 1."""
-    p = trainer.progress
-    msg = (f"{p.stopped}: checkpoint of step {p.step} saved in {run_dir}/checkpoints. Resume with:\n"
-           f"  nmt-train trainer.resume=true run_dir={run_dir} <the same overrides>")
-    if p.stopped.startswith("non-finite"):
-        raise RuntimeError(msg)
-    log.warning(msg)
-    return {"stopped": p.stopped, "step": p.step, "valid": {"bleu": p.best_bleu}}
-
-
-def run(cfg: DictConfig) -> dict:
-    """Train, then evaluate the best checkpoint. Returns the metrics written to metrics.json."""
-    setup_logging()
-    seed_everything(cfg.seed)
-    dist = init_distributed(cfg.trainer.device)
-    device = pick_device(cfg.trainer.device, dist.local_rank)
-    reset_peak_memory(device)  # metrics.json's peak_memory_mb is this job's (multiruns share a process)
-    if cfg.trainer.num_threads > 0:
-        torch.set_num_threads(cfg.trainer.num_threads)
-    run_dir = Path(cfg.run_dir)
-    check_run_dir(run_dir, cfg.trainer.resume)
-    data = load_data(cfg) if dist.main else None  # rank 0 fills the tokenizer and id caches first
-    dist.barrier()
-    data = data or load_data(cfg)  # other ranks hit the tokenizer and id caches rank 0 wrote
-    if dist.main:
-        save_run_files(run_dir, cfg, data.src_tok, data.tgt_tok)
-    trainer = build_trainer(cfg, data, run_dir, device, dist)
-    log.info("model: %s parameters; run dir %s; rank %d of %d", f"{trainer.model.num_parameters():,}",
-             run_dir, dist.rank, dist.world)
-    try:
-        trainer.fit()
-        if not dist.main:
-            return {}
-        if trainer.interrupted:
-            trainer.logger.close()
-            return stopped_early(trainer, run_dir)
-        metrics = final_evaluation(trainer, data, cfg, device)
-        trainer.logger.close()
-    finally:
-        shutdown(dist)
-    log.info("test BLEU %.2f (beam %d) | %s", metrics["test"]["bleu"], cfg.trainer.beam_size,
-             metrics["test"]["bleu_signature"])
-    return metrics
+from nmt.cli.common import config_dir, default_trainer_override, register_resolvers
+from nmt.training.session import train
 
 
 @hydra.main(config_path=config_dir(), config_name="train", version_base="1.3")
 def _hydra_main(cfg: DictConfig) -> float:
-    metrics = run(cfg)
+    if cfg.run_dir is None:  # outputs/<date>/<time>, or a multirun job's sweep subdirectory
+        cfg.run_dir = HydraConfig.get().runtime.output_dir
+    metrics = train(cfg)
     return metrics.get("valid", {}).get("bleu", 0.0)
 
 
 def main() -> None:
-    if not OmegaConf.has_resolver("path_safe"):  # sweep subdirectory names from overrides
-        OmegaConf.register_new_resolver("path_safe", lambda s: s.replace("/", "-"))
+    register_resolvers()
     sys.argv = [sys.argv[0], *default_trainer_override(sys.argv[1:], torch.cuda.is_available())]
     _hydra_main()
 

@@ -5,12 +5,14 @@ Shapes: B sentences, S source length, T target length (+1 for bos/eos).
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass, fields
 
 import numpy as np
 import torch
 from torch.utils.data import Sampler
+
+from nmt.data.idstore import RaggedIds
 
 log = logging.getLogger(__name__)
 
@@ -52,10 +54,23 @@ class Batch:
         return self.src.size(0)
 
 
-def _pad(rows: list[list[int]], pad_id: int) -> torch.Tensor:
-    """Right-pad rows to a (B, max len) long tensor."""
-    width = max((len(r) for r in rows), default=0)
-    return torch.tensor([r + [pad_id] * (width - len(r)) for r in rows], dtype=torch.long).view(len(rows), width)
+def collate_rows(src: RaggedIds, tgt: RaggedIds, idx: np.ndarray, pad_id: int, bos_id: int,
+                 eos_id: int) -> Batch:
+    """Pad rows idx of flat id arrays into a Batch: tgt_in = bos + tgt, tgt_out = tgt + eos.
+
+    Gathers straight from the (memory-mapped) arrays: no per-sentence Python lists.
+    """
+    idx = np.asarray(idx, dtype=np.int64)                                                    # (B,)
+    src_lengths = src.starts_lengths(idx)[1]                                                 # (B,)
+    tgt_lengths = tgt.starts_lengths(idx)[1]                                                 # (B,)
+    return Batch(
+        src=torch.from_numpy(src.padded(idx, pad_id)),                                       # (B, S)
+        src_lengths=torch.from_numpy(src_lengths),                                           # (B,)
+        tgt_in=torch.from_numpy(tgt.padded(idx, pad_id, prefix=bos_id)),                     # (B, T)
+        tgt_out=torch.from_numpy(tgt.padded(idx, pad_id, suffix=eos_id)),                    # (B, T)
+        indices=torch.from_numpy(idx.copy()),                                                # (B,)
+        n_tgt_tokens=int(tgt_lengths.sum()) + len(idx),
+    )
 
 
 def collate(src: list[list[int]], tgt: list[list[int]], indices: list[int],
@@ -67,47 +82,59 @@ def collate(src: list[list[int]], tgt: list[list[int]], indices: list[int],
     """
     if not (len(src) == len(tgt) == len(indices)):
         raise ValueError(f"collate: {len(src)} sources, {len(tgt)} targets, {len(indices)} indices")
-    src = [list(s) for s in src]
-    tgt = [list(t) for t in tgt]
-    return Batch(
-        src=_pad(src, pad_id),                                   # (B, S)
-        src_lengths=torch.tensor([len(s) for s in src], dtype=torch.long),  # (B,)
-        tgt_in=_pad([[bos_id] + t for t in tgt], pad_id),        # (B, T)
-        tgt_out=_pad([t + [eos_id] for t in tgt], pad_id),       # (B, T)
-        indices=torch.tensor(list(indices), dtype=torch.long),   # (B,)
-        n_tgt_tokens=sum(len(t) + 1 for t in tgt),
-    )
+    batch = collate_rows(RaggedIds.from_lists(src), RaggedIds.from_lists(tgt), np.arange(len(src)),
+                         pad_id, bos_id, eos_id)
+    batch.indices = torch.tensor(list(indices), dtype=torch.long)                            # (B,)
+    return batch
 
 
-def pack(order: Sequence[int], sizes: np.ndarray, max_tokens: int) -> list[list[int]]:
-    """Greedily cut order into consecutive batches with max(size) * n <= max_tokens.
+def pack(sizes: np.ndarray, max_tokens: int) -> np.ndarray:
+    """Greedily cut sizes (in batch order) into consecutive batches with max(size) * n <= max_tokens.
 
-    A single pair larger than max_tokens becomes a batch of its own.
+    Returns batch boundaries (n_batches + 1,): batch j is positions bounds[j]:bounds[j+1]. A single
+    pair larger than max_tokens becomes a batch of its own. Exact same cut as adding pairs one by
+    one: the running max of a batch only grows, so "over budget" is monotone in the batch end
+    and each batch's end is the first over-budget position in a window of at most
+    max_tokens // sizes[start] + 1 pairs (one NumPy pass per batch, not per pair).
     """
-    batches: list[list[int]] = []
-    current: list[int] = []
-    widest = 0
-    for i in order:
-        size = int(sizes[i])
-        if current and max(widest, size) * (len(current) + 1) > max_tokens:
-            batches.append(current)
-            current, widest = [], 0
-        current.append(int(i))
-        widest = max(widest, size)
-    if current:
-        batches.append(current)
-    return batches
+    n, bounds, start = len(sizes), [0], 0
+    while start < n:
+        w = min(n - start, max_tokens // int(sizes[start]) + 1)
+        widths = np.maximum.accumulate(sizes[start:start + w]) * np.arange(1, w + 1)          # (w,)
+        over = np.flatnonzero(widths[1:] > max_tokens)
+        start += int(over[0]) + 1 if len(over) else w
+        bounds.append(start)
+    return np.asarray(bounds, dtype=np.int64)
+
+
+class EpochPlan:
+    """The batches of one epoch as arrays: order (N,) rows, bounds (n_batches + 1,), batch_order (n_batches,)."""
+
+    def __init__(self, order: np.ndarray, bounds: np.ndarray, batch_order: np.ndarray):
+        self.order, self.bounds, self.batch_order = order, bounds, batch_order
+
+    def __len__(self) -> int:
+        return len(self.batch_order)
+
+    def __getitem__(self, j: int) -> np.ndarray:
+        """Row indices of the j-th batch in yield order, (B,) int64."""
+        b = int(self.batch_order[j])
+        return self.order[self.bounds[b]:self.bounds[b + 1]]
+
+    def tolist(self) -> list[list[int]]:
+        return [self[j].tolist() for j in range(len(self))]
 
 
 class TokenBatchSampler(Sampler):
-    """Yields lists of row indices whose padded size max(len) * n stays within max_tokens.
+    """Yields row-index arrays (B,) int64 whose padded size max(len) * n stays within max_tokens.
 
     len of a pair = max(src_len, tgt_len + 1) (the target gains bos/eos). With shuffle, each
     epoch shuffles the indices, sorts them by length within chunks of about CHUNK_BATCHES
     batches (bucketing), packs batches and shuffles the batch order; everything is a
     function of (seed, epoch) only. Without shuffle, batches are packed over the
     length-sorted data and come in that order (same every epoch). A pair longer than
-    max_tokens (data.max_tokens / trainer.max_tokens) gets a batch of its own.
+    max_tokens (data.max_tokens / trainer.max_tokens) gets a batch of its own. An epoch is
+    held as three integer arrays (EpochPlan), never as per-sentence Python lists.
 
     Resuming: ``state_dict()`` = {"epoch", "position"}: position counts batches already yielded
     in this epoch; a sampler given it by ``load_state_dict`` yields exactly the remaining
@@ -115,7 +142,8 @@ class TokenBatchSampler(Sampler):
     the current epoch keeps the position, so calling it after a resume is safe.
     """
 
-    def __init__(self, src_lengths: list[int], tgt_lengths: list[int], max_tokens: int, shuffle: bool, seed: int):
+    def __init__(self, src_lengths: np.ndarray, tgt_lengths: np.ndarray, max_tokens: int, shuffle: bool,
+                 seed: int):
         if len(src_lengths) != len(tgt_lengths):
             raise ValueError(f"{len(src_lengths)} source lengths but {len(tgt_lengths)} target lengths")
         if max_tokens < 1:
@@ -127,33 +155,34 @@ class TokenBatchSampler(Sampler):
         self.seed = seed
         self.epoch = 0
         self.position = 0
-        self._cache: tuple[int, list[list[int]]] | None = None
+        self._cache: tuple[int, EpochPlan] | None = None
         n_big = int((self.sizes > max_tokens).sum())
         if n_big:
             log.warning("%d pair(s) are longer than max_tokens=%d and get a batch each; "
                         "raise max_tokens or lower data.max_len", n_big, max_tokens)
 
     def _order(self, rng: np.random.Generator) -> np.ndarray:
-        """Row order before packing: shuffled, then sorted by length inside chunks."""
+        """Row order before packing (N,): shuffled, then sorted by length inside chunks."""
         n = len(self.sizes)
         if not self.shuffle:
             return np.argsort(self.sizes, kind="stable")
         per_batch = max(1, self.max_tokens // max(1, int(self.sizes.mean()) if n else 1))
         chunk = max(1, per_batch * CHUNK_BATCHES)
-        perm = rng.permutation(n)
+        perm = rng.permutation(n)                                                            # (N,)
         parts = [perm[s:s + chunk] for s in range(0, n, chunk)]
         return np.concatenate([p[np.argsort(self.sizes[p], kind="stable")] for p in parts]) if parts else perm
 
-    def batches(self, epoch: int) -> list[list[int]]:
+    def batches(self, epoch: int) -> EpochPlan:
         """All batches of an epoch, in yield order (deterministic in seed and epoch)."""
         if self._cache is not None and self._cache[0] == epoch:
             return self._cache[1]
         rng = np.random.default_rng([self.seed % 2**63, epoch])
-        batches = pack(self._order(rng), self.sizes, self.max_tokens)
-        if self.shuffle:
-            batches = [batches[i] for i in rng.permutation(len(batches))]
-        self._cache = (epoch, batches)
-        return batches
+        order = self._order(rng)
+        bounds = pack(self.sizes[order], self.max_tokens)
+        n_batches = len(bounds) - 1
+        batch_order = rng.permutation(n_batches) if self.shuffle else np.arange(n_batches)
+        self._cache = (epoch, EpochPlan(order, bounds, batch_order))
+        return self._cache[1]
 
     def set_epoch(self, epoch: int) -> None:
         """Select the epoch; a different epoch restarts at position 0."""
@@ -185,7 +214,7 @@ class TokenBatchSampler(Sampler):
 class BatchIterator:
     """Iterates padded Batches of (src_ids, tgt_ids) rows in the order a TokenBatchSampler gives."""
 
-    def __init__(self, src_ids: list[list[int]], tgt_ids: list[list[int]], sampler: TokenBatchSampler,
+    def __init__(self, src_ids: RaggedIds, tgt_ids: RaggedIds, sampler: TokenBatchSampler,
                  pad_id: int, bos_id: int, eos_id: int):
         if len(src_ids) != len(tgt_ids):
             raise ValueError(f"{len(src_ids)} source rows but {len(tgt_ids)} target rows")
@@ -195,8 +224,7 @@ class BatchIterator:
 
     def __iter__(self) -> Iterator[Batch]:
         for idx in self.sampler:
-            yield collate([self.src_ids[i] for i in idx], [self.tgt_ids[i] for i in idx], idx,
-                          self.pad_id, self.bos_id, self.eos_id)
+            yield collate_rows(self.src_ids, self.tgt_ids, idx, self.pad_id, self.bos_id, self.eos_id)
 
     def __len__(self) -> int:
         return len(self.sampler)

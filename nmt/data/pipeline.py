@@ -1,10 +1,11 @@
-"""From a corpus to id datasets and batches: load splits, tokenizers, cached id mapping, length filter.
+"""From a corpus to flat id caches and batches: content hash, tokenizers, streamed encoding, length filter.
 
-    corpus.load(split) -> (src, tgt) text
-      -> train_tokenizers on train (cached by content hash)
-      -> src_ids, tgt_ids via datasets.map (Arrow cache keyed by split content + tokenizers)
+    corpus.stream(split) -> (src, tgt) text chunks (never the whole corpus as Python strings)
+      -> fingerprint: content hash of the split (file bytes, streamed; see docs/data_at_scale.md)
+      -> train_tokenizers on a bounded sample of train (cached by fingerprint + settings)
+      -> flat id arrays, memory-mapped (idstore; cached by fingerprint + tokenizer models)
       -> train pairs longer than max_len dropped (valid/test never filtered)
-      -> make_batches: TokenBatchSampler + collate
+      -> make_batches: TokenBatchSampler + collate_rows over the arrays
 """
 from __future__ import annotations
 
@@ -16,17 +17,20 @@ from typing import Protocol
 
 import datasets
 import numpy as np
-import pyarrow.compute as pc
 
 from nmt.common import file_sha256
 from nmt.data.batching import BatchIterator, TokenBatchSampler
-from nmt.data.corpus import column
-from nmt.data.tokenizer import SubwordTokenizer, train_tokenizers
+from nmt.data.corpus import fingerprint, stream_pairs
+from nmt.data.idstore import IdSplit, SplitWriter, id_dtype, open_split
+from nmt.data.tokenizer import SubwordTokenizer, sample_pairs, train_tokenizers
 
 log = logging.getLogger(__name__)
 
 SPLIT_KEYS = ("train", "valid", "test")
-CACHE_VERSION = "1"  # bump when the id mapping changes meaning
+CACHE_VERSION = "2"  # bump when the id cache changes meaning or layout
+# Pairs per sentencepiece encode call: bounds the Python strings and id lists alive at once,
+# and is large enough for sentencepiece's own threads to share the work.
+ENCODE_CHUNK = 20_000
 
 
 class Corpus(Protocol):
@@ -35,57 +39,49 @@ class Corpus(Protocol):
 
 @dataclass
 class DataBundle:
-    """Tokenised splits (columns src, tgt, src_ids, tgt_ids), the tokenizers, and filter counts."""
+    """Tokenised splits (IdSplit: src_ids, tgt_ids; valid/test also raw src, tgt), tokenizers, filter counts."""
 
-    train: datasets.Dataset
-    valid: datasets.Dataset
-    test: datasets.Dataset
+    train: IdSplit
+    valid: IdSplit
+    test: IdSplit
     src_tok: SubwordTokenizer
     tgt_tok: SubwordTokenizer
     dropped: dict[str, int] = field(default_factory=dict)
 
 
-def _text_digest(ds: datasets.Dataset) -> str:
-    """sha256 of a split's src/tgt text (the cache key of its id mapping)."""
-    h = hashlib.sha256()
-    for name in ("src", "tgt"):
-        h.update(name.encode())
-        for line in column(ds, name):
-            h.update(line.encode("utf-8"))
-            h.update(b"\n")
-    return h.hexdigest()
+def cache_key(text_key: str, src_tok: SubwordTokenizer, tgt_tok: SubwordTokenizer, keep_text: bool) -> str:
+    """Key of a split's id cache: its content hash and both tokenizer models."""
+    parts = [CACHE_VERSION, text_key, file_sha256(src_tok.model_path), file_sha256(tgt_tok.model_path),
+             str(keep_text)]
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
 
 
-def encode_split(ds: datasets.Dataset, src_tok: SubwordTokenizer, tgt_tok: SubwordTokenizer,
-                 cache_dir: Path, name: str) -> datasets.Dataset:
-    """Add src_ids, tgt_ids columns with datasets.map, cached as Arrow under cache_dir.
+def encode_split(corpus: Corpus, split: str, text_key: str, src_tok: SubwordTokenizer, tgt_tok: SubwordTokenizer,
+                 cache_dir: Path, name: str, keep_text: bool) -> IdSplit:
+    """Memory-map the split's id cache, building it first (streamed, chunk by chunk) if absent.
 
-    The cache file is keyed by the split's text and both tokenizer models, so a second
-    run (or another run with the same data) reuses it without re-encoding.
+    The cache is ``<cache_dir>/<name>-<key>/``, built in a temporary directory and renamed
+    into place at the end (idstore.SplitWriter): a bad corpus line or a crash leaves no cache.
     """
-    key = hashlib.sha256("|".join([CACHE_VERSION, _text_digest(ds), file_sha256(src_tok.model_path),
-                                   file_sha256(tgt_tok.model_path)]).encode()).hexdigest()[:16]
-    cache_dir.mkdir(parents=True, exist_ok=True)
-
-    def to_ids(rows: dict) -> dict:
-        return {"src_ids": src_tok.encode(rows["src"]), "tgt_ids": tgt_tok.encode(rows["tgt"])}
-
-    features = ds.features.copy()
-    features["src_ids"] = datasets.Sequence(datasets.Value("int32"))
-    features["tgt_ids"] = datasets.Sequence(datasets.Value("int32"))
-    return ds.map(to_ids, batched=True, batch_size=10_000, features=features,
-                  cache_file_name=str(cache_dir / f"{name}-{key}.arrow"), load_from_cache_file=True,
-                  new_fingerprint=key, desc=f"encoding {name}")
+    final = cache_dir / f"{name}-{cache_key(text_key, src_tok, tgt_tok, keep_text)}"
+    if (final / "meta.json").is_file():
+        log.info("using cached ids %s", final)
+        return open_split(final)
+    log.info("encoding %s into %s", name, final)
+    dtype = id_dtype(max(len(src_tok), len(tgt_tok)))
+    with SplitWriter(final, dtype, keep_text) as writer:
+        for src, tgt in stream_pairs(corpus, split, ENCODE_CHUNK):
+            writer.add({"src": src_tok.encode(src), "tgt": tgt_tok.encode(tgt)}, {"src": src, "tgt": tgt})
+        writer.finish()
+    return open_split(final)
 
 
-def filter_long(ds: datasets.Dataset, max_len: int) -> tuple[datasets.Dataset, int]:
+def filter_long(ds: IdSplit, max_len: int) -> tuple[IdSplit, int]:
     """Keep pairs whose src and tgt have at most max_len subword tokens; return (kept, n dropped).
 
-    Lengths come straight from Arrow; the result is a cheap index view (``select``) of ds.
+    Lengths come from the offsets arrays; the result is an index view of ds.
     """
-    table = ds.with_format("arrow")
-    src_len = pc.list_value_length(table["src_ids"]).to_numpy(zero_copy_only=False)  # (N,)
-    tgt_len = pc.list_value_length(table["tgt_ids"]).to_numpy(zero_copy_only=False)  # (N,)
+    src_len, tgt_len = ds["src_ids"].lengths(), ds["tgt_ids"].lengths()                     # (N,), (N,)
     keep = np.flatnonzero((src_len <= max_len) & (tgt_len <= max_len))
     if len(keep) == len(ds):
         return ds, 0
@@ -94,23 +90,30 @@ def filter_long(ds: datasets.Dataset, max_len: int) -> tuple[datasets.Dataset, i
 
 def prepare_data(corpus: Corpus, splits: dict[str, str], tokenizer: dict, max_len: int,
                  cache_dir: str) -> DataBundle:
-    """Load train/valid/test, train or load tokenizers on train, map to ids, filter long train pairs.
+    """Hash the splits, train or load tokenizers on train, build or map the id caches, filter long train pairs.
 
     Args:
-        corpus: anything with ``load(split) -> Dataset`` (columns src, tgt).
+        corpus: anything with ``load(split) -> Dataset`` (columns src, tgt); corpora with
+            ``stream`` and ``fingerprint`` (every file and hub corpus) are never held in memory whole.
         splits: {"train": ..., "valid": ..., "test": ...} -> the corpus's split names.
-        tokenizer: train_tokenizers settings: model_type, vocab_size, joint, character_coverage
-            (optionally num_threads).
+        tokenizer: train_tokenizers settings: model_type, vocab_size, joint, character_coverage,
+            input_sentence_size, shuffle_input_sentence, num_threads.
         max_len: training pairs with more subword tokens on either side are dropped.
-        cache_dir: tokenizers under <cache_dir>/tokenizers, Arrow id caches under <cache_dir>/ids.
+        cache_dir: tokenizers under <cache_dir>/tokenizers, id caches under <cache_dir>/ids.
     """
     missing = [k for k in SPLIT_KEYS if k not in splits]
     if missing:
         raise ValueError(f"data.splits lacks {missing}; it needs train, valid and test (corpus split names)")
-    raw = {key: corpus.load(splits[key]) for key in SPLIT_KEYS}
-    src_tok, tgt_tok = train_tokenizers(raw["train"], cache_dir=str(Path(cache_dir) / "tokenizers"), **tokenizer)
+    keys = {key: fingerprint(corpus, splits[key]) for key in SPLIT_KEYS}
+    seed = int(keys["train"][:15], 16)  # the tokenizer sample is a function of the content
+
+    def sample(n_pairs: int) -> tuple[list[str], list[str]]:
+        return sample_pairs(stream_pairs(corpus, splits["train"], ENCODE_CHUNK), n_pairs, seed)
+
+    src_tok, tgt_tok = train_tokenizers(sample, keys["train"], str(Path(cache_dir) / "tokenizers"), **tokenizer)
     id_cache = Path(cache_dir) / "ids"
-    encoded = {key: encode_split(raw[key], src_tok, tgt_tok, id_cache, key) for key in SPLIT_KEYS}
+    encoded = {key: encode_split(corpus, splits[key], keys[key], src_tok, tgt_tok, id_cache, key,
+                                 keep_text=key != "train") for key in SPLIT_KEYS}
     train, n_dropped = filter_long(encoded["train"], max_len)
     log.info("dropped %d of %d training pairs longer than max_len=%d", n_dropped, len(encoded["train"]), max_len)
     if len(train) == 0:
@@ -119,9 +122,9 @@ def prepare_data(corpus: Corpus, splits: dict[str, str], tokenizer: dict, max_le
                       tgt_tok=tgt_tok, dropped={"train": n_dropped, "valid": 0, "test": 0})
 
 
-def make_batches(ds: datasets.Dataset, max_tokens: int, shuffle: bool, seed: int,
+def make_batches(ds: IdSplit, max_tokens: int, shuffle: bool, seed: int,
                  pad_id: int, bos_id: int, eos_id: int) -> BatchIterator:
-    """Token-bucketed Batch iterator over a tokenised split (id columns read into lists once)."""
-    src_ids, tgt_ids = column(ds, "src_ids"), column(ds, "tgt_ids")
-    sampler = TokenBatchSampler([len(s) for s in src_ids], [len(t) for t in tgt_ids], max_tokens, shuffle, seed)
+    """Token-bucketed Batch iterator over a tokenised split (lengths from offsets, rows gathered per batch)."""
+    src_ids, tgt_ids = ds["src_ids"], ds["tgt_ids"]
+    sampler = TokenBatchSampler(src_ids.lengths(), tgt_ids.lengths(), max_tokens, shuffle, seed)
     return BatchIterator(src_ids, tgt_ids, sampler, pad_id, bos_id, eos_id)

@@ -10,14 +10,13 @@ import io
 import json
 import logging
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
-import datasets
+import numpy as np
 import sentencepiece as spm
 
 from nmt.common import atomic_write_bytes
-from nmt.data.corpus import column
 
 log = logging.getLogger(__name__)
 
@@ -96,13 +95,31 @@ class SubwordTokenizer:
         return [self._sp.id_to_piece(int(i)) for i in ids]
 
 
-def _digest(lines: Iterable[str], settings: dict) -> str:
-    """sha256 over the settings and the training text."""
-    h = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
-    for line in lines:
-        h.update(line.encode("utf-8"))
-        h.update(b"\n")
-    return h.hexdigest()
+def sample_pairs(chunks: Iterable[tuple[list[str], list[str]]], capacity: int,
+                 seed: int) -> tuple[list[str], list[str]]:
+    """A uniform sample of at most capacity pairs from streamed (src, tgt) chunks, in corpus order.
+
+    Reservoir sampling (Vitter's algorithm R, vectorised per chunk), so memory is bounded by
+    capacity whatever the corpus size; a corpus of at most capacity pairs is returned whole.
+    """
+    rng = np.random.default_rng(seed)
+    src: list[str] = []
+    tgt: list[str] = []
+    where: list[int] = []  # corpus position of each reservoir slot
+    seen = 0
+    for s, t in chunks:
+        fill = min(len(s), capacity - len(src))
+        src += s[:fill]
+        tgt += t[:fill]
+        where += range(seen, seen + fill)
+        if fill < len(s):
+            slots = rng.integers(0, np.arange(seen + fill, seen + len(s)) + 1)             # (n - fill,)
+            for k in np.flatnonzero(slots < capacity):
+                j, i = int(slots[k]), fill + int(k)
+                src[j], tgt[j], where[j] = s[i], t[i], seen + i
+        seen += len(s)
+    order = np.argsort(where, kind="stable")
+    return [src[i] for i in order], [tgt[i] for i in order]
 
 
 def train_sentencepiece(lines: list[str], settings: dict, num_threads: int) -> bytes:
@@ -116,47 +133,55 @@ def train_sentencepiece(lines: list[str], settings: dict, num_threads: int) -> b
         model_type=settings["model_type"], vocab_size=settings["vocab_size"],
         character_coverage=settings["character_coverage"], hard_vocab_limit=False,
         pad_id=PAD_ID, unk_id=UNK_ID, bos_id=BOS_ID, eos_id=EOS_ID,
-        input_sentence_size=2_000_000, shuffle_input_sentence=True,  # subsample very large corpora
+        input_sentence_size=settings["input_sentence_size"],
+        shuffle_input_sentence=settings["shuffle_input_sentence"],
         num_threads=num_threads, minloglevel=2)
     return model.getvalue()
 
 
-def _cached_model(lines: list[str], settings: dict, cache_dir: Path, name: str, num_threads: int) -> SubwordTokenizer:
-    """Load the model for (lines, settings) from cache_dir, training it first if absent."""
-    path = cache_dir / f"spm-{name}-{settings['model_type']}{settings['vocab_size']}-{_digest(lines, settings)[:16]}.model"
-    if path.is_file():
-        log.info("loading cached %s tokenizer %s", name, path)
-    else:
-        log.info("training %s %s tokenizer (vocab_size=%d) on %d lines", name, settings["model_type"],
-                 settings["vocab_size"], len(lines))
-        atomic_write_bytes(path, train_sentencepiece(lines, settings, num_threads))
-    return SubwordTokenizer(path)
-
-
-def train_tokenizers(train: datasets.Dataset, cache_dir: str, model_type: str, vocab_size: int, joint: bool,
-                     character_coverage: float, num_threads: int = 0) -> tuple[SubwordTokenizer, SubwordTokenizer]:
-    """Train (or load from cache) the source and target tokenizers on the train split.
+def train_tokenizers(sample: Callable[[int], tuple[list[str], list[str]]], key: str, cache_dir: str,
+                     model_type: str, vocab_size: int, joint: bool, character_coverage: float,
+                     input_sentence_size: int, shuffle_input_sentence: bool,
+                     num_threads: int) -> tuple[SubwordTokenizer, SubwordTokenizer]:
+    """Train (or load from cache) the source and target tokenizers on a bounded sample of the train split.
 
     Args:
-        train: Dataset with string columns src, tgt.
-        cache_dir: models are cached here by a sha256 of training text + settings.
+        sample: sample(n_pairs) -> (src lines, tgt lines), at most n_pairs pairs of the train
+            split (``sample_pairs`` over the stream); called only when a model is not cached.
+        key: content hash of the train split; models are cached under a hash of key + settings.
         model_type: "unigram" or "bpe".
         vocab_size: upper bound on pieces per model (a tiny corpus may give fewer).
         joint: one model over src + tgt text, returned twice (same object).
         character_coverage: sentencepiece character coverage (1.0 for Latin scripts).
+        input_sentence_size: at most this many sentences train one model (joint: half as many
+            pairs, both sides); sentencepiece's own option of the same name gets it too.
+        shuffle_input_sentence: sentencepiece's option (shuffle before its own sampling).
         num_threads: sentencepiece training threads; 0 = all CPUs.
     Returns:
         (src_tok, tgt_tok).
     """
     if model_type not in MODEL_TYPES:
         raise ValueError(f"data.tokenizer.model_type must be one of {MODEL_TYPES}, got {model_type!r}")
+    if input_sentence_size < 2:
+        raise ValueError(f"data.tokenizer.input_sentence_size must be >= 2, got {input_sentence_size}")
     settings = {"model_type": model_type, "vocab_size": int(vocab_size),
-                "character_coverage": float(character_coverage), "version": 1}
-    threads = num_threads or os.cpu_count() or 1
+                "character_coverage": float(character_coverage), "input_sentence_size": int(input_sentence_size),
+                "shuffle_input_sentence": bool(shuffle_input_sentence), "version": 2}
+    digest = hashlib.sha256(json.dumps([settings, key], sort_keys=True).encode()).hexdigest()[:16]
     cache = Path(cache_dir)
-    src_lines, tgt_lines = column(train, "src"), column(train, "tgt")
-    if joint:
-        tok = _cached_model(src_lines + tgt_lines, settings, cache, "joint", threads)
-        return tok, tok
-    return (_cached_model(src_lines, settings, cache, "src", threads),
-            _cached_model(tgt_lines, settings, cache, "tgt", threads))
+    names = ("joint",) if joint else ("src", "tgt")
+    paths = {name: cache / f"spm-{name}-{model_type}{vocab_size}-{digest}.model" for name in names}
+    missing = [name for name, path in paths.items() if not path.is_file()]
+    if missing:
+        src, tgt = sample(input_sentence_size // 2 if joint else input_sentence_size)
+        lines = {"joint": src + tgt, "src": src, "tgt": tgt}
+        threads = num_threads or os.cpu_count() or 1
+        for name in missing:
+            log.info("training %s %s tokenizer (vocab_size=%d) on %d lines", name, model_type, vocab_size,
+                     len(lines[name]))
+            atomic_write_bytes(paths[name], train_sentencepiece(lines[name], settings, threads))
+    for name in names:
+        if name not in missing:
+            log.info("loading cached %s tokenizer %s", name, paths[name])
+    toks = [SubwordTokenizer(paths[name]) for name in names]
+    return (toks[0], toks[0]) if joint else (toks[0], toks[1])

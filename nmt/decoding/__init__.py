@@ -1,6 +1,7 @@
-"""Greedy and batched beam search over the Seq2Seq decode signature."""
+"""Greedy and batched beam search over the Seq2Seq decode signature; DecodeSettings (configs/decode/)."""
 from nmt.decoding.beam import beam_search
 from nmt.decoding.greedy import Hypotheses, greedy_decode
-from nmt.decoding.translate import translate_ids
+from nmt.decoding.translate import DecodeSettings, Translations, decode_texts, translate_ids, translate_lines
 
-__all__ = ["Hypotheses", "greedy_decode", "beam_search", "translate_ids"]
+__all__ = ["Hypotheses", "DecodeSettings", "Translations", "greedy_decode", "beam_search", "translate_ids",
+           "decode_texts", "translate_lines"]

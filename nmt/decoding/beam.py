@@ -46,7 +46,7 @@ def beam_search(model: Seq2Seq, src: Tensor, src_lengths: Tensor, beam_size: int
     lengths = torch.zeros(B * K, dtype=torch.long, device=dev)
     for t in range(int(limits.max())):
         out = model.decode(seqs[:, -1:], enc, state)
-        logp = F.log_softmax(out.hidden[:, -1].float(), dim=-1)  # (BK, V)
+        logp = F.log_softmax(out.logits[:, -1].float(), dim=-1)  # (BK, V)
         logp = _restrict(logp, finished, ~finished & (t + 1 >= limits), eos_id)
         V = logp.size(-1)
         top, idx = (scores.view(-1, 1) + logp).view(B, K * V).topk(K, dim=-1)  # (B, K)

@@ -43,7 +43,7 @@ def greedy_decode(model: Seq2Seq, src: Tensor, src_lengths: Tensor, bos_id: int,
     steps = []
     for t in range(int(limits.max())):
         out = model.decode(prev, enc, state)
-        logp = F.log_softmax(out.hidden[:, -1].float(), dim=-1)  # (B, V)
+        logp = F.log_softmax(out.logits[:, -1].float(), dim=-1)  # (B, V)
         best, nxt = logp.max(dim=-1)
         nxt = torch.where(finished, torch.full_like(nxt, eos_id), nxt)
         nxt = torch.where(~finished & (t + 1 >= limits), torch.full_like(nxt, eos_id), nxt)

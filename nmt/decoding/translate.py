@@ -1,5 +1,7 @@
-"""Translate many sentences: length-sorted batches, results in the original order."""
+"""Translate many sentences: DecodeSettings (configs/decode/), length-sorted batches, input order kept."""
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 
@@ -9,24 +11,74 @@ from nmt.decoding.greedy import Hypotheses, greedy_decode
 from nmt.models.seq2seq import Seq2Seq
 
 
-def translate_ids(model: Seq2Seq, src_ids: list[list[int]], *, pad_id: int, bos_id: int, eos_id: int,
-                  beam_size: int, alpha: float, max_len_a: float, max_len_b: int, max_sentences: int,
-                  device: torch.device) -> Hypotheses:
+@dataclass(frozen=True)
+class DecodeSettings:
+    """Mirrors configs/decode/*.yaml (shared by nmt-train's final evaluation, nmt-evaluate, nmt-translate)."""
+    beam_size: int          # 1 = greedy
+    length_penalty: float   # GNMT alpha (Wu et al. 2016, Eq. 14)
+    max_len_a: float        # max output length = a * src_len + b
+    max_len_b: int
+    max_sentences: int      # sentences decoded together
+
+    def __post_init__(self):
+        for key in ("beam_size", "max_sentences"):
+            if getattr(self, key) < 1:
+                raise ValueError(f"decode.{key} must be >= 1, got {getattr(self, key)}")
+        if self.max_len_a < 0 or self.max_len_b < 0 or self.max_len_a == self.max_len_b == 0:
+            raise ValueError(f"decode.max_len_a and decode.max_len_b must be >= 0 and not both 0, got "
+                             f"{self.max_len_a} and {self.max_len_b}")
+        if self.length_penalty < 0:
+            raise ValueError(f"decode.length_penalty must be >= 0, got {self.length_penalty}")
+
+
+def translate_ids(model: Seq2Seq, src_ids: list[list[int]], settings: DecodeSettings, *, pad_id: int,
+                  bos_id: int, eos_id: int, device: torch.device) -> Hypotheses:
     """Decode src_ids (no bos/eos) with greedy (beam_size 1) or beam search; keeps input order."""
     order = sorted(range(len(src_ids)), key=lambda i: len(src_ids[i]))
     tokens: list = [None] * len(src_ids)
     scores = torch.zeros(len(src_ids))
     model.eval()
-    for start in range(0, len(order), max_sentences):
-        idx = order[start: start + max_sentences]
+    s = settings
+    for start in range(0, len(order), s.max_sentences):
+        idx = order[start: start + s.max_sentences]
         batch = collate([src_ids[i] or [eos_id] for i in idx], [[] for _ in idx], idx, pad_id, bos_id, eos_id)
         batch = batch.to(device)
         src, lens = batch.src, batch.src_lengths
-        if beam_size <= 1:
-            hyp = greedy_decode(model, src, lens, bos_id, eos_id, max_len_a, max_len_b)
+        if s.beam_size <= 1:
+            hyp = greedy_decode(model, src, lens, bos_id, eos_id, s.max_len_a, s.max_len_b)
         else:
-            hyp = beam_search(model, src, lens, beam_size, bos_id, eos_id, alpha, max_len_a, max_len_b)
+            hyp = beam_search(model, src, lens, s.beam_size, bos_id, eos_id, s.length_penalty, s.max_len_a,
+                              s.max_len_b)
         for j, i in enumerate(idx):
             tokens[i] = hyp.tokens[j]
             scores[i] = hyp.scores[j].cpu()
     return Hypotheses(tokens, scores)
+
+
+def decode_texts(model: Seq2Seq, src_ids: list[list[int]], tgt_tok, settings: DecodeSettings,
+                 device: torch.device) -> tuple[list[str], Hypotheses]:
+    """Translate id sequences and detokenise with the target sentencepiece model."""
+    hyp = translate_ids(model, src_ids, settings, pad_id=tgt_tok.pad_id, bos_id=tgt_tok.bos_id,
+                        eos_id=tgt_tok.eos_id, device=device)
+    return tgt_tok.decode(hyp.tokens), hyp
+
+
+@dataclass
+class Translations:
+    """What translate_lines returns: one output per input line, and what was decoded."""
+    lines: list[str]               # outputs, "" for an empty input line
+    decoded: list[int]             # indices of the non-empty input lines
+    src_ids: list[list[int]]       # their source ids
+    hyp: Hypotheses                # their outputs as ids
+
+
+def translate_lines(model: Seq2Seq, src_tok, tgt_tok, lines: list[str], settings: DecodeSettings,
+                    device: torch.device) -> Translations:
+    """Raw lines -> one output line each (an empty input line gives an empty output line)."""
+    keep = [i for i, line in enumerate(lines) if line.strip()]
+    src_ids = src_tok.encode([lines[i] for i in keep])
+    texts, hyp = decode_texts(model, src_ids, tgt_tok, settings, device)
+    out = [""] * len(lines)
+    for i, text in zip(keep, texts):
+        out[i] = text
+    return Translations(out, keep, src_ids, hyp)

@@ -137,7 +137,7 @@ def gold_aer(run: Run, gold: GoldSettings) -> dict:
     import torch
     from nmt.alignment.extract import AlignSettings, last_selection
     from nmt.alignment.pipeline import align_texts, gold_scores
-    from nmt.training.run import load_trained
+    from nmt.training.run_dir import load_trained
     trained = load_trained(run.path, "best", torch.device("cpu"))
     src, ref = test_pairs(run)
     links, _ = align_texts(trained, src, ref, AlignSettings(False, None), None, torch.device("cpu"), 64)

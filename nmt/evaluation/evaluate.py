@@ -1,35 +1,36 @@
-"""Decode a split and score it with sacreBLEU."""
+"""Score a trained run on a split with sacreBLEU (behind nmt-evaluate)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from pathlib import Path
 
 import torch
+from hydra.utils import instantiate
 
-from nmt.decoding import Hypotheses, translate_ids
+from nmt.common import write_json
+from nmt.decoding import DecodeSettings, decode_texts
 from nmt.evaluation.metrics import corpus_scores
-from nmt.models.seq2seq import Seq2Seq
+from nmt.training.run_dir import load_trained
 
 
-@dataclass
-class DecodeSettings:
-    beam_size: int
-    length_penalty: float
-    max_len_a: float
-    max_len_b: int
-    max_sentences: int
+def evaluate_run(run_dir: Path, split: str, checkpoint: str, decode: DecodeSettings, device: torch.device,
+                 data_root: str | None) -> dict:
+    """Decode `split` (a run's train/valid/test, or a corpus split name) with a checkpoint of the run
+    (best | last | path); writes <split>.<ckpt>.beam<K>.hyp.txt and .scores.json into the run dir.
 
-
-def decode_texts(model: Seq2Seq, src_ids: list[list[int]], tgt_tok, s: DecodeSettings,
-                 device: torch.device) -> tuple[list[str], Hypotheses]:
-    """Translate id sequences and detokenise with the target sentencepiece model."""
-    hyp = translate_ids(model, src_ids, pad_id=tgt_tok.pad_id, bos_id=tgt_tok.bos_id, eos_id=tgt_tok.eos_id,
-                        beam_size=s.beam_size, alpha=s.length_penalty, max_len_a=s.max_len_a,
-                        max_len_b=s.max_len_b, max_sentences=s.max_sentences, device=device)
-    return tgt_tok.decode(hyp.tokens), hyp
-
-
-def evaluate_texts(model: Seq2Seq, src_ids: list[list[int]], refs: list[str], tgt_tok, s: DecodeSettings,
-                   device: torch.device) -> tuple[dict, list[str]]:
-    """-> (BLEU/chrF/TER with signatures, detokenised hypotheses)."""
-    texts, _ = decode_texts(model, src_ids, tgt_tok, s, device)
-    return corpus_scores(texts, refs), texts
+    data_root replaces the data.root stored in the run (e.g. on another machine).
+    """
+    run_dir = Path(run_dir)
+    trained = load_trained(run_dir, checkpoint, device)
+    data = trained.cfg.data
+    if data_root is not None:
+        data.corpus.root = data_root
+    split_name = data.splits.get(split, split)
+    ds = instantiate(data.corpus).load(split_name)
+    texts, _ = decode_texts(trained.model, trained.src_tok.encode(ds["src"]), trained.tgt_tok, decode, device)
+    scores = corpus_scores(texts, ds["tgt"])
+    stem = f"{split}.{checkpoint if checkpoint in ('best', 'last') else 'ckpt'}.beam{decode.beam_size}"
+    (run_dir / f"{stem}.hyp.txt").write_text("\n".join(texts) + "\n")
+    result = {"split": split, "corpus_split": split_name, "sentences": len(texts), "step": trained.step,
+              "beam_size": decode.beam_size, **scores, "hypotheses": str(run_dir / f"{stem}.hyp.txt")}
+    write_json(run_dir / f"{stem}.scores.json", result)
+    return result

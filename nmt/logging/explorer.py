@@ -18,7 +18,7 @@ from omegaconf import OmegaConf
 from nmt.alignment.extract import AlignSettings, piece_words, selections, sentence_links
 from nmt.common import atomic_write_text
 from nmt.logging.heatmaps import slot_labels
-from nmt.logging.writer import Probe, words_of
+from nmt.logging.writer import Probe, to_probe, words_of
 
 PLACEHOLDER = "/*DATA*/"
 
@@ -62,6 +62,15 @@ def explorer_html(probes: list[Probe], title: str, half_width: int | None) -> st
 def write_explorer(path: str | Path, probes: list[Probe], title: str, half_width: int | None) -> Path:
     atomic_write_text(path, explorer_html(probes, title, half_width))
     return Path(path)
+
+
+def save_translation_explorer(path: Path, trained, result, device) -> Path:
+    """One explorer.html page with every sentence nmt-translate decoded (a TrainedRun, its Translations)."""
+    from nmt.decoding.inspect import output_maps
+    maps = output_maps(trained.model, result.src_ids, result.hyp.tokens, trained.tgt_tok, device)
+    probes = [to_probe(m, trained.src_tok, trained.tgt_tok) for m in maps]
+    return write_explorer(path, probes, "nmt-translate: attention of the translations",
+                          local_half_width(trained.cfg.model))
 
 
 def local_half_width(model_cfg) -> int | None:

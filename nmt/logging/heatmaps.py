@@ -12,7 +12,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from torch import Tensor
 
-from nmt.logging.writer import Probe
+from nmt.logging.writer import Probe, to_probe
 
 DPI = 80
 CELL_IN = 0.18      # inches per token on either axis
@@ -136,3 +136,14 @@ def side_by_side_figure(panels: list[tuple[str, Probe, str]]) -> Figure:
         weights = probe.maps[slot].float().mean(0)  # (Tq, Tk) mean over heads
         draw_map(ax, weights, x, y, title, probe.centres.get(slot))
     return fig
+
+
+def save_translation_pngs(directory: Path, trained, result, device) -> list[Path]:
+    """One PNG per translated sentence of nmt-translate (a TrainedRun's model and tokenizers, its
+    Translations), every slot (rows) and head (columns) of the model's own output:
+    <directory>/sent<NNNN>.png, NNNN the 0-based input line."""
+    from nmt.decoding.inspect import output_maps
+    maps = output_maps(trained.model, result.src_ids, result.hyp.tokens, trained.tgt_tok, device)
+    return [save_sentence_maps(Path(directory) / f"sent{line:04d}.png",
+                               to_probe(sentence, trained.src_tok, trained.tgt_tok), title=f"line {line}")
+            for line, sentence in zip(result.decoded, maps)]

@@ -40,6 +40,13 @@ class Probe:
     centres: dict[str, Tensor] = field(default_factory=dict)  # slot -> (Tq,) local-p p_t
 
 
+def to_probe(maps, src_tok, tgt_tok) -> Probe:
+    """A sentence's maps (nmt.decoding.inspect.SentenceMaps) labelled with sentencepiece pieces;
+    the output's final eos is "</s>"."""
+    return Probe(src_tok.pieces(maps.src_ids), tgt_tok.pieces(maps.out_ids[:-1]) + ["</s>"], maps.maps,
+                 maps.centres)
+
+
 class RunLogger:
     """TensorBoard under <run_dir>/tb; `purge_step` drops events a resumed run redoes.
 
@@ -153,18 +160,19 @@ def _short(target: str) -> str:
 
 
 def attention_label(model: dict) -> str:
-    """A short name of a model's attention, e.g. "global-general/luong", "local_p-general/luong",
-    "transformer self:global cross:global-scaled_dot x4"."""
+    """A short name of a model's attention from the `label` of its attention configs, e.g.
+    "global-general/luong", "hybrid local_p-general/luong",
+    "transformer self:global-scaled_dot x4 cross:global-scaled_dot x4"."""
     if model["family"] == "transformer":
         enc, cross = model["encoder"]["self_attention"], model["decoder"]["cross_attention"]
-        win = enc["window"] + (f"±{enc['half_width']}" if enc["window"] == "local" else "")
-        return f"transformer self:{win} cross:{cross['window']}-{cross['score']} x{cross['num_heads']}"
-    a = model["attention"]
-    kind = {"GlobalAttention": "global", "HardAttention": "hard"}.get(_short(a["_target_"]))
-    if kind is None:  # LocalAttention (local_m / local_p) or MultiHeadAttention (window global/local/...)
-        kind = a["window"] + (f" x{a['num_heads']}" if "num_heads" in a else "")
-    label = f"{kind}-{a['score']}/{a['flow']}"
+        return f"transformer self:{_label(enc)} cross:{_label(cross)}"
+    label = _label(model["attention"])
     return f"hybrid {label}" if model["family"] == "hybrid" else label
+
+
+def _label(attention: dict) -> str:
+    """An attention config's label; runs saved before labels existed show their class name."""
+    return attention["label"] if "label" in attention else _short(attention["_target_"])
 
 
 def flatten(tree: dict, prefix: str) -> dict:
@@ -188,7 +196,8 @@ def run_hparams(cfg: dict, parameters: int) -> dict:
     hp.update(flatten(cfg["model"], "model"))
     hp.update(flatten(cfg["optim"], "optim"))
     hp.update({f"trainer.{k}": trainer[k] for k in ("max_tokens", "accum_steps", "max_steps", "max_time_s",
-                                                    "beam_size", "device")})
+                                                    "device")})
+    hp["decode.beam_size"] = cfg["decode"]["beam_size"]
     return hp
 
 

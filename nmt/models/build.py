@@ -22,11 +22,13 @@ def _instantiate(node: dict, **kwargs) -> nn.Module:
         raise
 
 
-def build_attention(cfg: DictConfig, query_dim: int, key_dim: int) -> tuple[nn.Module, str]:
-    """Instantiate one attention slot; returns (module, RNN decoder flow)."""
+def build_attention(cfg: DictConfig, query_dim: int, key_dim: int) -> nn.Module:
+    """Instantiate one attention config (its `label`, and an RNN decoder's `flow`, are not module
+    arguments: labels name runs, the flow belongs to the decoder)."""
     node = OmegaConf.to_container(cfg, resolve=True)
-    flow = node.pop("flow", "luong")
-    return _instantiate(node, query_dim=query_dim, key_dim=key_dim), flow
+    node.pop("label", None)  # runs trained before labels existed have none (see check_labels)
+    node.pop("flow", None)  # read by build_model for the RNN decoder; Transformer slots have none
+    return _instantiate(node, query_dim=query_dim, key_dim=key_dim)
 
 
 def build_part(cfg: DictConfig, name: str, vocab_size: int, pad_id: int, **kwargs) -> nn.Module:
@@ -39,12 +41,30 @@ def build_part(cfg: DictConfig, name: str, vocab_size: int, pad_id: int, **kwarg
     node = OmegaConf.to_container(cfg, resolve=True)
     for slot in [s for s in ATTENTION_SLOTS if s in node]:
         attention = OmegaConf.create(node.pop(slot))
-        d_model, heads = node["d_model"], attention.get("num_heads", 1)
-        if d_model % heads:
-            raise ValueError(f"{name}.d_model={d_model} is not divisible by "
-                             f"{name}.{slot}.num_heads={heads}")
-        kwargs[slot] = [build_attention(attention, d_model, d_model)[0] for _ in range(node["num_layers"])]
+        try:
+            kwargs[slot] = [build_attention(attention, node["d_model"], node["d_model"])
+                            for _ in range(node["num_layers"])]
+        except ValueError as err:  # attention modules name their keys model.attention.<key>
+            raise ValueError(str(err).replace("model.attention.", f"{name}.{slot}.")) from None
     return _instantiate(node, vocab_size=vocab_size, pad_id=pad_id, **kwargs)
+
+
+def attention_configs(cfg: DictConfig) -> dict[str, DictConfig]:
+    """Every attention config of a model node, by its config key (model.attention, model.encoder...)."""
+    if cfg.family == "transformer":
+        return {f"model.{part}.{slot}": cfg[part][slot] for part in ("encoder", "decoder")
+                for slot in ATTENTION_SLOTS if slot in cfg[part]}
+    found = {"model.attention": cfg.attention}
+    found.update({f"model.encoder.{s}": cfg.encoder[s] for s in ATTENTION_SLOTS if s in cfg.encoder})
+    return found
+
+
+def check_labels(cfg: DictConfig) -> None:
+    """A new run's attention configs must carry the `label` that names them in nmt-compare/TensorBoard."""
+    for key, node in attention_configs(cfg).items():
+        if not node.get("label"):
+            raise ValueError(f"{key} ({node.get('_target_')}) has no `label`: add one to its YAML, e.g. "
+                             "`label: global-${.score}/${.flow}`")
 
 
 def build_model(cfg: DictConfig, src_vocab: int, tgt_vocab: int, pad_id: int) -> Seq2Seq:
@@ -55,7 +75,11 @@ def build_model(cfg: DictConfig, src_vocab: int, tgt_vocab: int, pad_id: int) ->
     if cfg.family == "transformer":
         decoder = build_part(cfg.decoder, "model.decoder", tgt_vocab, pad_id, enc_dim=encoder.output_dim)
     else:  # rnn and hybrid: an RNN decoder with any attention of model/attention/
-        attention, flow = build_attention(cfg.attention, cfg.decoder.hidden_size, encoder.output_dim)
+        if "flow" not in cfg.attention:
+            raise ValueError("model.attention.flow is missing: an RNN decoder's attention needs flow: luong "
+                             "(attend with h_t) or flow: bahdanau (attend with s_{t-1})")
+        attention = build_attention(cfg.attention, cfg.decoder.hidden_size, encoder.output_dim)
+        flow = cfg.attention.flow
         final_dim = encoder.final_dim or encoder.output_dim  # None: a Transformer encoder
         decoder = build_part(cfg.decoder, "model.decoder", tgt_vocab, pad_id, attention=attention, flow=flow,
                              enc_dim=encoder.output_dim, enc_final_dim=final_dim)

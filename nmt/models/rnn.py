@@ -40,11 +40,11 @@ class RNNEncoder(nn.Module):
         out, final = self.rnn(packed)
         memory, _ = pad_packed_sequence(out, batch_first=True, total_length=src.size(1))
         states = final if isinstance(final, tuple) else (final,)
-        # each (L*2, B, H) -> (B, L, 2H): forward and backward last states side by side
+        # each (L*2, B, H) -> (L, 2, B, H) -> (B, L, 2, H) -> (B, L, 2H): both directions side by side
         parts = [s.view(self.rnn.num_layers, 2, s.size(1), s.size(2)).permute(2, 0, 1, 3)
                  .reshape(s.size(1), self.rnn.num_layers, -1) for s in states]
         mask = lengths_mask(src_lengths, src.size(1))  # (B, S)
-        return EncoderOutput(self.dropout(memory), mask, torch.cat(parts, dim=-1))
+        return EncoderOutput(self.dropout(memory), mask, torch.cat(parts, dim=-1))  # final (B, L, 2H | 4H)
 
 
 class RNNDecoder(nn.Module):
@@ -84,7 +84,7 @@ class RNNDecoder(nn.Module):
         if final is None:  # e.g. a Transformer encoder: masked mean of memory, same for every layer
             m = enc.mask.unsqueeze(-1).to(enc.memory.dtype)  # (B, S, 1)
             mean = (enc.memory * m).sum(1) / m.sum(1).clamp_min(1.0)  # (B, Dk)
-            final = mean.unsqueeze(1).expand(-1, self.num_layers, -1)
+            final = mean.unsqueeze(1).expand(-1, self.num_layers, -1)  # (B, L, Dk)
         init = torch.tanh(self.bridge(final[:, -self.num_layers:]))  # (B, L, H * n_states)
         B = init.size(0)
         state = {"h": init[..., : self.hidden_size].contiguous(),
@@ -97,14 +97,14 @@ class RNNDecoder(nn.Module):
 
     def _hx(self, state: State):
         h = state["h"].transpose(0, 1).contiguous()  # (L, B, H)
-        return (h, state["c"].transpose(0, 1).contiguous()) if self.cell == "lstm" else h
+        return (h, state["c"].transpose(0, 1).contiguous()) if self.cell == "lstm" else h  # c (L, B, H)
 
     def _store(self, state: State, hx, steps: int) -> State:
         new = dict(state)
         h, c = hx if self.cell == "lstm" else (hx, None)
         new["h"] = h.transpose(0, 1)  # (B, L, H)
         if c is not None:
-            new["c"] = c.transpose(0, 1)
+            new["c"] = c.transpose(0, 1)  # (B, L, H)
         new["pos"] = state["pos"] + steps
         return new
 
@@ -115,7 +115,7 @@ class RNNDecoder(nn.Module):
 
     def forward(self, tgt_in: Tensor, enc: EncoderOutput, state: State,
                 need_weights: bool = False) -> DecoderOutput:
-        """tgt_in (B, T) -> hidden (B, T, H); continues from `state` (T=1 for step-wise decoding)."""
+        """tgt_in (B, T) -> features (B, T, H); continues from `state` (T=1 for step-wise decoding)."""
         emb = self.dropout(self.embed(tgt_in))  # (B, T, E)
         T = tgt_in.size(1)
         positions = state["pos"][:, None] + torch.arange(T, device=tgt_in.device)  # (B, T)
@@ -135,7 +135,7 @@ class RNNDecoder(nn.Module):
         new = self._store(state, hx, T)
         if self.input_feeding:
             new["feed"] = feed
-        return _output(self.dropout(torch.cat(outs, 1)), new, weights, centres)
+        return _output(self.dropout(torch.cat(outs, 1)), new, weights, centres)  # T x (B, 1, H) -> (B, T, H)
 
     def _luong_parallel(self, emb, enc, state, positions, need_weights) -> DecoderOutput:
         """No input feeding: the whole target sequence goes through cuDNN in one call."""
@@ -148,7 +148,7 @@ class RNNDecoder(nn.Module):
 
     def _luong_step(self, emb_t, enc, hx, feed, pos, need_weights):
         """emb_t (B, 1, E), feed (B, H) h~_{t-1} -> h~_t (B, 1, H)."""
-        x = torch.cat([emb_t, feed[:, None]], dim=-1) if self.input_feeding else emb_t
+        x = torch.cat([emb_t, feed[:, None]], dim=-1) if self.input_feeding else emb_t  # (B, 1, E [+ H])
         h_t, hx = self.rnn(x, hx)  # (B, 1, H)
         att = self._attend(h_t, enc, pos, need_weights)
         return torch.tanh(self.combine(torch.cat([att.context, h_t], dim=-1))), hx, att
@@ -157,13 +157,13 @@ class RNNDecoder(nn.Module):
         """Attend with s_{t-1}, then the RNN consumes [y_{t-1}; c_t]; maxout readout -> (B, 1, H)."""
         s_prev = (hx[0] if self.cell == "lstm" else hx)[-1][:, None]  # (B, 1, H) top layer
         att = self._attend(s_prev, enc, pos, need_weights)
-        _, hx = self.rnn(torch.cat([emb_t, att.context], dim=-1), hx)
+        _, hx = self.rnn(torch.cat([emb_t, att.context], dim=-1), hx)  # input (B, 1, E + Dk)
         t = self.readout(torch.cat([s_prev, emb_t, att.context], dim=-1))  # (B, 1, 2H)
-        return t.view(*t.shape[:-1], self.hidden_size, 2).amax(-1), hx, att
+        return t.view(*t.shape[:-1], self.hidden_size, 2).amax(-1), hx, att  # (B, 1, H, 2) -> (B, 1, H)
 
 
-def _output(hidden: Tensor, state: State, weights: list[Tensor], centres: list[Tensor]) -> DecoderOutput:
+def _output(features: Tensor, state: State, weights: list[Tensor], centres: list[Tensor]) -> DecoderOutput:
     """Stack per-step attention (B, H, 1, S) along Tq into (B, H, T, S); none when not asked for."""
-    attn = {"cross": torch.cat(weights, dim=2)} if weights else {}
-    cen = {"cross": torch.cat(centres, dim=1)} if centres else {}
-    return DecoderOutput(hidden, state, attn, cen)
+    attn = {"cross": torch.cat(weights, dim=2)} if weights else {}  # T x (B, H, 1, S) -> (B, H, T, S)
+    cen = {"cross": torch.cat(centres, dim=1)} if centres else {}  # T x (B, 1) -> (B, T)
+    return DecoderOutput(features, state, attn, cen)

@@ -24,10 +24,11 @@ class EncoderOutput:
 
 @dataclass
 class DecoderOutput:
-    hidden: Tensor                 # (B, T, D) decoder output features (logits after the generator)
+    features: Tensor               # (B, T, D) the decoder's output vectors (before the generator)
     state: State                   # continuation state, batch-first
     attention: dict[str, Tensor] = field(default_factory=dict)  # name -> (B, H, T, S or T)
     centres: dict[str, Tensor] = field(default_factory=dict)    # name -> (B, T) local_p p_t
+    logits: Tensor | None = None   # (B, T, V) generator(features), filled by Seq2Seq.decode
 
 
 class Seq2Seq(nn.Module):
@@ -48,14 +49,14 @@ class Seq2Seq(nn.Module):
 
     def decode(self, tgt_in: Tensor, enc: EncoderOutput, state: State,
                need_weights: bool = False) -> DecoderOutput:
-        """Consume tgt_in (B, T) from `state`; returns logits (B, T, V) in .hidden."""
+        """Consume tgt_in (B, T) from `state`; returns logits (B, T, V) in .logits."""
         out = self.decoder(tgt_in, enc, state, need_weights=need_weights)
-        out.hidden = self.generator(out.hidden)  # (B, T, V)
+        out.logits = self.generator(out.features)  # (B, T, D) -> (B, T, V)
         return out
 
     def forward(self, src: Tensor, src_lengths: Tensor, tgt_in: Tensor,
                 need_weights: bool = False) -> tuple[DecoderOutput, EncoderOutput]:
-        """Teacher-forced pass: logits (B, T, V) in out.hidden."""
+        """Teacher-forced pass: logits (B, T, V) in out.logits."""
         enc = self.encode(src, src_lengths, need_weights=need_weights)
         out = self.decode(tgt_in, enc, self.init_state(enc), need_weights=need_weights)
         return out, enc

@@ -16,6 +16,7 @@ from torch import Tensor, nn
 
 from nmt.models.embeddings import Embeddings
 from nmt.models.positions import PositionEncoding
+from nmt.attention import KVAttention
 from nmt.attention.windows import lengths_mask
 from nmt.models.seq2seq import DecoderOutput, EncoderOutput, State
 
@@ -119,8 +120,9 @@ class DecoderLayer(nn.Module):
                  self_attention: nn.Module, cross_attention: nn.Module):
         super().__init__()
         for name, module in (("self_attention", self_attention), ("cross_attention", cross_attention)):
-            if not (hasattr(module, "project_kv") and hasattr(module, "attend")):
+            if not isinstance(module, KVAttention):
                 raise ValueError(f"model.decoder.{name} must have project_kv/attend for cached decoding "
+                                 "(the nmt.attention.KVAttention protocol) "
                                  f"(e.g. nmt.attention.MultiHeadAttention), got {type(module).__name__}")
         self.self_attention, self.cross_attention = self_attention, cross_attention
         self.self_block = Residual(d_model, dropout, pre_norm)

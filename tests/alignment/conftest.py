@@ -3,7 +3,7 @@ import pytest
 import torch
 from helpers import TINY_RNN, TINY_TRANSFORMER, TOY_TRAIN, compose_cfg
 
-import nmt.cli.train as train_cli
+from nmt.training.session import train
 
 
 @pytest.fixture(scope="session")
@@ -15,5 +15,5 @@ def toy_run(tmp_path_factory):
                       [f"run_dir={tmp / 'run'}", f"data.cache_dir={tmp / 'cache'}", "data.corpus.task=copy",
                        "trainer.max_steps=10", "trainer.valid_every=10", "trainer.num_threads=1",
                        "logger.probe_sentences=2", "logger.stats_sentences=5"])
-    train_cli.run(cfg)
+    train(cfg)
     return tmp / "run", cfg

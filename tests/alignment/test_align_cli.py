@@ -2,11 +2,13 @@
 import json
 
 import pytest
+import torch
 from helpers import compose_cfg
 from hydra.utils import instantiate
+from omegaconf import OmegaConf
 
-import nmt.cli.align as align_cli
-import nmt.cli.explain as explain_cli
+from nmt.alignment.explain import explain_run
+from nmt.alignment.pipeline import align_run
 from nmt.alignment.links import format_pharaoh, read_gold
 
 SELECTIONS = ["dec.0.cross:h0", "dec.0.cross:h1", "dec.0.cross:mean", "dec.1.cross:h0", "dec.1.cross:h1",
@@ -34,7 +36,7 @@ def align_cfg(run_dir, files, *overrides):
 
 def test_align_scores_every_selection_and_writes_pharaoh(toy_run, toy_files, tmp_path):
     files, n = toy_files
-    result = align_cli.run(align_cfg(toy_run[0], files, f"gold={files / 'gold.align'}", "gold_one_based=true",
+    result = align_run(align_cfg(toy_run[0], files, f"gold={files / 'gold.align'}", "gold_one_based=true",
                                      f"out={tmp_path / 'out.align'}", f"scores={tmp_path / 's.json'}", "select=best"))
     assert list(result["scores"]) == SELECTIONS
     assert all(0.0 <= s["aer"] <= 1.0 for s in result["scores"].values())
@@ -53,22 +55,22 @@ def test_align_bad_gold_names_the_line(toy_run, toy_files, tmp_path):
     lines[3] = lines[3] + " 40-1"
     (tmp_path / "bad.align").write_text("\n".join(lines) + "\n")
     with pytest.raises(ValueError, match=r"bad.align, line 4: link 40-1 is beyond the sentence pair"):
-        align_cli.run(align_cfg(toy_run[0], files, f"gold={tmp_path / 'bad.align'}", "gold_one_based=true"))
+        align_run(align_cfg(toy_run[0], files, f"gold={tmp_path / 'bad.align'}", "gold_one_based=true"))
 
 
 def test_align_own_output_and_unknown_selection(toy_run, toy_files, tmp_path):
     files, n = toy_files
     cfg = align_cfg(toy_run[0], files, "tgt=null", "decode.beam_size=1", f"out={tmp_path / 'own.align'}")
-    assert align_cli.run(cfg)["selection"] == "dec.1.cross:mean"
+    assert align_run(cfg)["selection"] == "dec.1.cross:mean"
     assert len((tmp_path / "own.align").read_text().splitlines()) == n
     with pytest.raises(ValueError, match="select='dec.7.cross' is not a selection"):
-        align_cli.run(align_cfg(toy_run[0], files, "select=dec.7.cross"))
+        align_run(align_cfg(toy_run[0], files, "select=dec.7.cross"))
 
 
 def test_explain_writes_one_table_with_every_slot(toy_run, tmp_path):
     out = tmp_path / "explain.md"
     cfg = compose_cfg([f"run_dir={toy_run[0]}", "split=valid", "max_sentences=8", f"out={out}"], "explain")
-    result = explain_cli.run(cfg)
+    result = explain_run(cfg)
     slots = {"enc.0.self", "enc.1.self", "dec.0.self", "dec.0.cross", "dec.1.self", "dec.1.cross"}
     assert set(result["slots"]) == slots
     for slot, r in result["slots"].items():
@@ -89,7 +91,7 @@ def test_compare_with_gold_adds_aer_columns(toy_run, toy_files):
     assert "| AER | best AER |" in md
     row = next(line for line in md.splitlines() if line.startswith("| run |"))
     assert row.count("|") - 1 == 12 + 2  # the 12 usual columns and the two gold ones
-    scores = align_cli.run(align_cfg(toy_run[0], files, f"gold={files / 'gold.align'}", "gold_one_based=true"))
+    scores = align_run(align_cfg(toy_run[0], files, f"gold={files / 'gold.align'}", "gold_one_based=true"))
     best = min(scores["scores"].values(), key=lambda s: s["aer"])["aer"]
     last = scores["scores"]["dec.1.cross:mean"]["aer"]
     assert f"| {last:.3f} | {best:.3f} (" in md
@@ -98,14 +100,17 @@ def test_compare_with_gold_adds_aer_columns(toy_run, toy_files):
 def test_translate_and_run_dir_explorers(toy_run, toy_files, tmp_path):
     import re
 
-    import nmt.cli.translate as translate_cli
-    from nmt.logging.explorer import write_run_explorer
+    from nmt.decoding import DecodeSettings, translate_lines
+    from nmt.logging.explorer import save_translation_explorer, write_run_explorer
+    from nmt.training.run_dir import load_trained
     files, _ = toy_files
     lines = (files / "src.txt").read_text().splitlines()[:3]
     (tmp_path / "in.txt").write_text("\n".join(lines) + "\n")
-    cfg = compose_cfg([f"run_dir={toy_run[0]}", f"input={tmp_path / 'in.txt'}", f"explorer={tmp_path / 'x.html'}",
-                       "beam_size=1", "device=cpu"], "translate")
-    translate_cli.run(cfg)
+    cfg = compose_cfg([f"run_dir={toy_run[0]}", "decode.beam_size=1"], "translate")
+    trained = load_trained(toy_run[0], "best", torch.device("cpu"))
+    result = translate_lines(trained.model, trained.src_tok, trained.tgt_tok, lines,
+                             DecodeSettings(**OmegaConf.to_container(cfg.decode)), torch.device("cpu"))
+    save_translation_explorer(tmp_path / "x.html", trained, result, torch.device("cpu"))
     for page, n in ((tmp_path / "x.html", 3), (write_run_explorer(toy_run[0]), 2)):  # probe_sentences=2
         data = json.loads(re.search(r'type="application/json">(.*?)</script>', page.read_text(), re.S).group(1))
         assert len(data["probes"]) == n

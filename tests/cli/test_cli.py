@@ -10,7 +10,7 @@ import pytest
 
 TRAIN = ["model.encoder.emb_size=32", "model.encoder.hidden_size=32", "model.decoder.emb_size=32",
          "model.decoder.hidden_size=32", "data.tokenizer.vocab_size=400", "trainer.max_steps=12",
-         "trainer.valid_every=6", "trainer.log_every=3", "trainer.max_tokens=600", "trainer.beam_size=2",
+         "trainer.valid_every=6", "trainer.log_every=3", "trainer.max_tokens=600", "decode.beam_size=2",
          "trainer.valid_max_sentences=20", "logger.progress_bar=false", "optim.warmup_steps=2"]
 
 
@@ -55,7 +55,7 @@ def test_train_writes_checkpoints_metrics_and_events(trained_run):
 
 def test_evaluate_prints_scores_and_writes_hypotheses(trained_run):
     run_dir, root, env = trained_run
-    out = cli("evaluate", f"run_dir={run_dir}", "split=test", "beam_size=2", env=env).stdout
+    out = cli("evaluate", f"run_dir={run_dir}", "split=test", "decode.beam_size=2", env=env).stdout
     result = json.loads(out[out.index("{"):])
     assert result["sentences"] == 30 and "tok:13a" in result["bleu_signature"]
     assert 0 <= result["bleu"] <= 100 and 0 <= result["chrf"] <= 100
@@ -66,7 +66,7 @@ def test_evaluate_prints_scores_and_writes_hypotheses(trained_run):
 
 def test_translate_keeps_order_and_empty_lines(trained_run):
     run_dir, _, env = trained_run
-    out = cli("translate", f"run_dir={run_dir}", "beam_size=2",
+    out = cli("translate", f"run_dir={run_dir}", "decode.beam_size=2",
               stdin="Ein Hund läuft im Schnee.\n\nZwei Männer spielen Fußball.\n", env=env).stdout
     lines = out.split("\n")[:-1]
     assert len(lines) == 3 and lines[1] == "" and lines[0] and lines[2]

@@ -3,10 +3,12 @@ from __future__ import annotations
 
 import random
 
+import numpy as np
 import pytest
 import torch
 
-from nmt.data.batching import Batch, BatchIterator, TokenBatchSampler, collate
+from nmt.data.batching import Batch, BatchIterator, TokenBatchSampler, collate, collate_rows, pack
+from nmt.data.idstore import RaggedIds
 
 PAD, BOS, EOS = 0, 2, 3
 
@@ -18,7 +20,7 @@ def random_lengths(n: int, seed: int = 0, hi: int = 40) -> tuple[list[int], list
 
 def epoch_batches(sampler: TokenBatchSampler, epoch: int) -> list[list[int]]:
     sampler.set_epoch(epoch)
-    return list(sampler)
+    return [b.tolist() for b in sampler]
 
 
 # --------------------------------------------------------------------------- collate
@@ -78,7 +80,7 @@ def test_buckets_have_similar_lengths():
 
 def test_a_pair_longer_than_max_tokens_gets_its_own_batch(caplog):
     sampler = TokenBatchSampler([3, 50, 4, 5], [3, 2, 4, 5], max_tokens=20, shuffle=False, seed=0)
-    batches = list(sampler)
+    batches = [b.tolist() for b in sampler]
     assert [1] in batches and sorted(i for b in batches for i in b) == [0, 1, 2, 3]
     assert "longer than max_tokens=20" in caplog.text
 
@@ -104,10 +106,10 @@ def test_resume_mid_epoch_yields_exactly_the_remaining_batches():
     src, tgt = random_lengths(1500, seed=8)
     sampler = TokenBatchSampler(src, tgt, 400, shuffle=True, seed=3)
     sampler.set_epoch(2)
-    full = sampler.batches(2)
+    full = sampler.batches(2).tolist()
     seen = []
     for batch in sampler:
-        seen.append(batch)
+        seen.append(batch.tolist())
         if len(seen) == 7:
             break
     state = sampler.state_dict()
@@ -115,9 +117,9 @@ def test_resume_mid_epoch_yields_exactly_the_remaining_batches():
     resumed = TokenBatchSampler(src, tgt, 400, shuffle=True, seed=3)
     resumed.load_state_dict(state)
     resumed.set_epoch(2)  # what a trainer does after restoring: keeps the position
-    assert seen + list(resumed) == full
+    assert seen + [b.tolist() for b in resumed] == full
     assert resumed.state_dict() == {"epoch": 3, "position": 0}  # a finished epoch moves on
-    assert list(resumed) == sampler.batches(3)
+    assert [b.tolist() for b in resumed] == sampler.batches(3).tolist()
 
 
 def test_load_state_dict_rejects_positions_past_the_epoch():
@@ -130,8 +132,8 @@ def test_batch_iterator_collates_rows_and_exposes_the_sampler_state():
     rng = random.Random(0)
     src = [[rng.randint(4, 20) for _ in range(rng.randint(1, 9))] for _ in range(200)]
     tgt = [[rng.randint(4, 20) for _ in range(rng.randint(1, 9))] for _ in range(200)]
-    it = BatchIterator(src, tgt, TokenBatchSampler([len(s) for s in src], [len(t) for t in tgt], 60, True, 0),
-                       PAD, BOS, EOS)
+    it = BatchIterator(RaggedIds.from_lists(src), RaggedIds.from_lists(tgt),
+                       TokenBatchSampler([len(s) for s in src], [len(t) for t in tgt], 60, True, 0), PAD, BOS, EOS)
     n = len(it)
     rows = []
     for batch in it:
@@ -141,3 +143,19 @@ def test_batch_iterator_collates_rows_and_exposes_the_sampler_state():
             rows.append(i)
     assert sorted(rows) == list(range(200)) and n > 1
     assert it.state_dict() == {"epoch": 1, "position": 0} and it.epoch == 1
+
+
+def test_collate_rows_gathers_from_flat_arrays_through_a_row_view():
+    ids = RaggedIds.from_lists([[5, 6, 7], [8], [], [9, 10]]).select(np.array([3, 0, 1, 2]))
+    b = collate_rows(ids, ids, np.array([1, 0, 3]), PAD, BOS, EOS)     # rows [5,6,7], [9,10], []
+    assert b.src.tolist() == [[5, 6, 7], [9, 10, 0], [0, 0, 0]] and b.src_lengths.tolist() == [3, 2, 0]
+    assert b.tgt_in.tolist() == [[2, 5, 6, 7], [2, 9, 10, 0], [2, 0, 0, 0]]
+    assert b.tgt_out.tolist() == [[5, 6, 7, 3], [9, 10, 3, 0], [3, 0, 0, 0]]
+    assert b.indices.tolist() == [1, 0, 3] and b.n_tgt_tokens == 8
+
+
+def test_pack_is_greedy_over_a_running_max():
+    sizes = np.array([2, 2, 9, 1, 1, 1, 30, 3])
+    # [2, 2] (a third pair of 9 gives 3 * 9 > 20); [9, 1] (the running max stays 9); [1, 1]; [30] alone; [3]
+    assert pack(sizes, 20).tolist() == [0, 2, 4, 6, 7, 8]
+    assert pack(np.array([], dtype=np.int64), 5).tolist() == [0]

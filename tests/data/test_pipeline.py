@@ -1,21 +1,27 @@
 """prepare_data / make_batches on small real slices and the toy corpus; the data configs load."""
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
+import datasets
+import numpy as np
 import pytest
+from data_helpers import write_lines
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from nmt.data import tokenizer as tok_mod
-from nmt.data.corpus import TextDirCorpus, ToyCorpus
+from nmt.data import pipeline as pipeline_mod
+from nmt.data.corpus import CorpusError, HubCorpus, TextDirCorpus, ToyCorpus
 from nmt.data.pipeline import DataBundle, make_batches, prepare_data
 from nmt.data.tokenizer import SubwordTokenizer
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "data"
 SPLITS = {"train": "train", "valid": "valid", "test": "test"}
-TOKENIZER = {"model_type": "unigram", "vocab_size": 1000, "joint": True, "character_coverage": 1.0}
+TOKENIZER = {"model_type": "unigram", "vocab_size": 1000, "joint": True, "character_coverage": 1.0,
+             "input_sentence_size": 2_000_000, "shuffle_input_sentence": True, "num_threads": 1}
 
 
 def prepare_small(corpus_dir: Path, cache: Path, max_len: int = 12) -> DataBundle:
@@ -29,8 +35,9 @@ def test_prepare_data_adds_ids_and_filters_only_train(small_text_dir, tmp_path, 
     assert 0 < n_dropped < 300 and data.dropped["valid"] == data.dropped["test"] == 0
     assert f"dropped {n_dropped} of 300 training pairs longer than max_len=12" in caplog.text
     assert len(data.train) == 300 - n_dropped and len(data.valid) == 50 and len(data.test) == 50
-    for ds in (data.train, data.valid, data.test):
-        assert ds.column_names == ["src", "tgt", "src_ids", "tgt_ids"]
+    assert data.train.column_names == ["src_ids", "tgt_ids"]  # no training text kept in memory
+    for ds in (data.valid, data.test):
+        assert ds.column_names == ["src_ids", "tgt_ids", "src", "tgt"]  # references for sacreBLEU
     assert max(len(s) for s in data.train["src_ids"]) <= 12 and max(len(t) for t in data.train["tgt_ids"]) <= 12
     assert max(len(s) for s in data.valid["src_ids"]) > 12  # valid keeps its long sentences
     row = data.valid[7]
@@ -41,17 +48,20 @@ def test_prepare_data_adds_ids_and_filters_only_train(small_text_dir, tmp_path, 
 
 def test_second_run_reuses_tokenizers_and_arrow_cache(small_text_dir, tmp_path, monkeypatch):
     first = prepare_small(small_text_dir, tmp_path / "cache")
-    arrow = sorted(p.name for p in (tmp_path / "cache" / "ids").glob("*.arrow"))
-    assert [name.split("-")[0] for name in arrow] == ["test", "train", "valid"]
+    caches = sorted(p.name for p in (tmp_path / "cache" / "ids").iterdir())
+    assert [name.split("-")[0] for name in caches] == ["test", "train", "valid"]  # no temporary left
 
     def fail(*args, **kwargs):
         raise AssertionError("recomputed instead of using the cache")
 
     monkeypatch.setattr(tok_mod, "train_sentencepiece", fail)
+    monkeypatch.setattr(tok_mod, "sample_pairs", fail)
     monkeypatch.setattr(SubwordTokenizer, "encode", fail)
+    monkeypatch.setattr(TextDirCorpus, "stream", fail)  # a warm cache only hashes the files
     second = prepare_small(small_text_dir, tmp_path / "cache")
     assert second.train["src_ids"][:] == first.train["src_ids"][:] and second.dropped == first.dropped
-    assert sorted(p.name for p in (tmp_path / "cache" / "ids").glob("*.arrow")) == arrow
+    assert isinstance(second.train["src_ids"].values, np.memmap) and second.train["src_ids"].values.dtype == np.uint16
+    assert sorted(p.name for p in (tmp_path / "cache" / "ids").iterdir()) == caches
 
 
 def test_changed_text_is_encoded_again(small_text_dir, tmp_path):
@@ -60,7 +70,7 @@ def test_changed_text_is_encoded_again(small_text_dir, tmp_path):
     (small_text_dir / "test.en").write_text("".join(f"A dog number {i}.\n" for i in range(50)), encoding="utf-8")
     data = prepare_small(small_text_dir, tmp_path / "cache")
     assert data.test[3]["tgt"] == "A dog number 3."
-    assert len(list((tmp_path / "cache" / "ids").glob("test-*.arrow"))) == 2
+    assert len(list((tmp_path / "cache" / "ids").glob("test-*"))) == 2
 
 
 def test_make_batches_covers_the_split_with_matching_rows(small_text_dir, tmp_path):
@@ -109,3 +119,77 @@ def test_multi30k_configs_load_real_validation_data(name, multi30k_root):
     corpus = instantiate(cfg.corpus)
     assert (corpus.src_lang, corpus.tgt_lang) == tuple(name.split("_")[1:])
     assert len(corpus.load(cfg.splits.valid)) == 1014 and len(corpus.load(cfg.splits.test)) == 1000
+
+
+@pytest.mark.parametrize("bad, message", [
+    ("unequal", r"train\.de has 301 lines but .*train\.en has 300 \(first unmatched: line 301"),
+    ("utf8", r"train\.en, line 250: .*not valid UTF-8"),
+])
+def test_a_bad_line_fails_with_file_and_line_and_leaves_no_cache(small_text_dir, tmp_path, bad, message):
+    lines = (small_text_dir / "train.en").read_bytes().split(b"\n")
+    if bad == "unequal":
+        with open(small_text_dir / "train.de", "ab") as f:
+            f.write("Ein Satz zu viel.\n".encode())
+    else:
+        lines[249] = b"A caf\xe9 sign."
+        (small_text_dir / "train.en").write_bytes(b"\n".join(lines))
+    with pytest.raises(CorpusError, match=message):
+        prepare_small(small_text_dir, tmp_path / "cache")
+    ids = tmp_path / "cache" / "ids"
+    assert not ids.exists() or list(ids.iterdir()) == []
+
+
+def test_an_empty_side_is_dropped_with_its_line_number(small_text_dir, tmp_path, caplog):
+    lines = (small_text_dir / "train.en").read_text(encoding="utf-8").split("\n")
+    lines[41] = "   "
+    (small_text_dir / "train.en").write_text("\n".join(lines), encoding="utf-8")
+    with caplog.at_level(logging.WARNING, logger="nmt.data.corpus"):
+        data = prepare_small(small_text_dir, tmp_path / "cache", max_len=1000)
+    assert "train.en: dropped 1 of 300 pairs with an empty side (lines 42)" in caplog.text
+    assert len(data.train) == 299
+
+
+def test_an_interrupted_build_is_rebuilt_never_read(small_text_dir, tmp_path, monkeypatch):
+    calls = []
+    real_encode = SubwordTokenizer.encode
+
+    def crash_on_second_chunk(self, texts):
+        calls.append(len(texts))
+        if len(calls) == 3:
+            raise KeyboardInterrupt  # killed mid-build, after the first chunk was written
+        return real_encode(self, texts)
+
+    monkeypatch.setattr(pipeline_mod, "ENCODE_CHUNK", 100)
+    monkeypatch.setattr(SubwordTokenizer, "encode", crash_on_second_chunk)
+    with pytest.raises(KeyboardInterrupt):
+        prepare_small(small_text_dir, tmp_path / "cache")
+    assert list((tmp_path / "cache" / "ids").iterdir()) == []  # the temporary directory is gone
+    monkeypatch.setattr(SubwordTokenizer, "encode", real_encode)
+    data = prepare_small(small_text_dir, tmp_path / "cache", max_len=1000)
+    assert len(data.train) == 300
+    assert data.train["tgt_ids"][299] == data.tgt_tok.encode([data_lines(small_text_dir)[299]])[0]
+
+
+def data_lines(directory: Path) -> list[str]:
+    return (directory / "train.en").read_text(encoding="utf-8").split("\n")[:-1]
+
+
+def test_hub_path_streams_a_local_datasets_dataset(tmp_path, multi30k_root):
+    """HubCorpus through datasets.load_dataset on a local folder (no network): same ids as the text files."""
+    from data_helpers import read_real
+    hub_dir = tmp_path / "hub"
+    for split, name, n in (("train", "train", 300), ("val", "validation", 40), ("test_2016_flickr", "test", 40)):
+        de, en = read_real(multi30k_root, split, "de", n), read_real(multi30k_root, split, "en", n)
+        write_lines(hub_dir / f"{name}.jsonl",
+                    [json.dumps({"translation": {"de": d, "en": e}}) for d, e in zip(de, en)])
+        for lang, lines in (("de", de), ("en", en)):
+            write_lines(tmp_path / "text" / f"{name}.{lang}", lines)
+    splits = {"train": "train", "valid": "validation", "test": "test"}
+    hub = HubCorpus(str(hub_dir), None, "translation", "translation", "de", "en")
+    from_hub = prepare_data(hub, splits, TOKENIZER, 1000, str(tmp_path / "cache_hub"))
+    from_text = prepare_data(TextDirCorpus(str(tmp_path / "text"), "de", "en"), splits, TOKENIZER, 1000,
+                             str(tmp_path / "cache_text"))
+    assert from_hub.train["src_ids"][:] == from_text.train["src_ids"][:]
+    assert from_hub.test["tgt"] == from_text.test["tgt"] and len(from_hub.valid) == 40
+    assert hub.fingerprint("train") == hub.fingerprint("train") != hub.fingerprint("test")
+    assert isinstance(datasets.load_dataset(str(hub_dir), split="train"), datasets.Dataset)

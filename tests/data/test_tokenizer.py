@@ -8,20 +8,26 @@ import pytest
 import torch
 
 from nmt.data import tokenizer as tok_mod
-from nmt.data.corpus import ToyCorpus, to_dataset
-from nmt.data.tokenizer import SubwordTokenizer, train_tokenizers
+from nmt.data.corpus import ToyCorpus
+from nmt.data.tokenizer import SubwordTokenizer, sample_pairs, train_tokenizers
 
-SETTINGS = dict(model_type="unigram", vocab_size=2000, joint=True, character_coverage=1.0)
+SETTINGS = dict(model_type="unigram", vocab_size=2000, joint=True, character_coverage=1.0,
+                input_sentence_size=2_000_000, shuffle_input_sentence=True, num_threads=1)
+
+
+def train(pairs: tuple[list[str], list[str]], cache, key: str = "k", **settings):
+    """train_tokenizers over an in-memory corpus (one chunk), sampled like the pipeline does."""
+    return train_tokenizers(lambda n: sample_pairs([pairs], n, 0), key, str(cache), **{**SETTINGS, **settings})
 
 
 @pytest.fixture(scope="module")
 def val_dataset(real_val):
-    return to_dataset(*real_val)
+    return real_val
 
 
 @pytest.fixture(scope="module")
 def joint_tok(val_dataset, tmp_path_factory) -> SubwordTokenizer:
-    src, tgt = train_tokenizers(val_dataset, str(tmp_path_factory.mktemp("spm")), **SETTINGS)
+    src, tgt = train(val_dataset, tmp_path_factory.mktemp("spm"))
     assert src is tgt
     return src
 
@@ -64,26 +70,28 @@ def test_load_and_pickle_give_the_same_model(joint_tok):
     assert clone.model_path == joint_tok.model_path and len(clone) == len(joint_tok)
 
 
-def test_second_call_loads_from_cache_without_training(val_dataset, tmp_path, monkeypatch):
-    first, _ = train_tokenizers(val_dataset, str(tmp_path), **SETTINGS)
+def test_second_call_loads_from_cache_without_training_or_sampling(val_dataset, tmp_path, monkeypatch):
+    first, _ = train(val_dataset, tmp_path)
     mtime = tmp_path.joinpath(first.model_path).stat().st_mtime_ns
 
     def no_training(*args, **kwargs):
         raise AssertionError("sentencepiece was trained again")
 
     monkeypatch.setattr(tok_mod, "train_sentencepiece", no_training)
-    second, _ = train_tokenizers(val_dataset, str(tmp_path), **SETTINGS)
+    second, _ = train_tokenizers(no_training, "k", str(tmp_path), **SETTINGS)  # the corpus is not read
     assert second.model_path == first.model_path
     assert tmp_path.joinpath(first.model_path).stat().st_mtime_ns == mtime
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temp files left
     with pytest.raises(AssertionError, match="trained again"):  # other settings -> another model
-        train_tokenizers(val_dataset, str(tmp_path), **{**SETTINGS, "vocab_size": 1000})
-    with pytest.raises(AssertionError, match="trained again"):  # other text -> another model
-        train_tokenizers(val_dataset.select(range(100)), str(tmp_path), **SETTINGS)
+        train(val_dataset, tmp_path, vocab_size=1000)
+    with pytest.raises(AssertionError, match="trained again"):  # another sample size -> another model
+        train(val_dataset, tmp_path, input_sentence_size=500)
+    with pytest.raises(AssertionError, match="trained again"):  # other text (content key) -> another model
+        train(val_dataset, tmp_path, key="other")
 
 
 def test_separate_models_per_language(val_dataset, tmp_path):
-    src, tgt = train_tokenizers(val_dataset, str(tmp_path), **{**SETTINGS, "joint": False, "vocab_size": 1000})
+    src, tgt = train(val_dataset, tmp_path, joint=False, vocab_size=1000)
     assert src is not tgt and src.model_path != tgt.model_path
     src_pieces = {src.pieces([i])[0] for i in range(len(src))}
     tgt_pieces = {tgt.pieces([i])[0] for i in range(len(tgt))}
@@ -94,11 +102,35 @@ def test_separate_models_per_language(val_dataset, tmp_path):
 def test_bpe_and_tiny_corpora_work(tmp_path):
     toy = ToyCorpus("reverse", 30, 8, 2, 5, seed=0).load("train")
     for model_type in ("bpe", "unigram"):
-        src, _ = train_tokenizers(toy, str(tmp_path), model_type, 8000, True, 1.0)
+        src, _ = train((toy["src"][:], toy["tgt"][:]), tmp_path, model_type=model_type, vocab_size=8000)
         assert len(src) < 8000  # vocab_size is an upper bound for tiny corpora
         assert src.decode(src.encode(toy["src"][:])) == toy["src"][:]
 
 
 def test_unknown_model_type_is_rejected(val_dataset, tmp_path):
     with pytest.raises(ValueError, match="model_type must be one of"):
-        train_tokenizers(val_dataset, str(tmp_path), "wordpiece", 100, True, 1.0)
+        train(val_dataset, tmp_path, model_type="wordpiece")
+
+
+def test_sample_is_bounded_uniform_deterministic_and_in_corpus_order():
+    src = [f"s{i}" for i in range(10_000)]
+    chunks = [(src[i:i + 777], src[i:i + 777]) for i in range(0, 10_000, 777)]
+    a, b = sample_pairs(chunks, 1000, seed=3)
+    assert len(a) == 1000 and a == b and len(set(a)) == 1000
+    positions = [int(x[1:]) for x in a]
+    assert positions == sorted(positions)
+    assert 350 < sum(p < 5000 for p in positions) < 650  # both halves of the corpus are sampled
+    assert sample_pairs(chunks, 1000, seed=3) == (a, b) and sample_pairs(chunks, 1000, seed=4) != (a, b)
+    assert sample_pairs(chunks, 20_000, seed=3) == (src, src)  # small corpus: all of it, in order
+
+
+def test_input_sentence_size_bounds_the_training_lines(val_dataset, tmp_path, caplog):
+    asked = []
+
+    def sample(n):
+        asked.append(n)
+        return sample_pairs([val_dataset], n, 0)
+
+    with caplog.at_level("INFO", logger="nmt.data.tokenizer"):
+        train_tokenizers(sample, "k", str(tmp_path), **{**SETTINGS, "input_sentence_size": 400, "vocab_size": 500})
+    assert asked == [200] and "on 400 lines" in caplog.text  # joint: 200 pairs, both sides

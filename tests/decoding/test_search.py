@@ -39,7 +39,7 @@ def test_scores_are_model_log_probs(half_trained):
     for i, toks in enumerate(b.tokens):
         tgt = torch.tensor([[BOS, *toks]])
         out, _ = model(src[i: i + 1, : src_len[i]], src_len[i: i + 1], tgt)
-        lp = out.hidden.log_softmax(-1)[0].gather(-1, torch.tensor([*toks, EOS])[:, None]).sum()
+        lp = out.logits.log_softmax(-1)[0].gather(-1, torch.tensor([*toks, EOS])[:, None]).sum()
         torch.testing.assert_close(lp, b.scores[i], atol=1e-4, rtol=1e-4)
 
 

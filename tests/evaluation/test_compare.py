@@ -8,7 +8,7 @@ from hydra import compose, initialize_config_dir
 from PIL import Image
 
 import nmt.cli.compare as compare_cli
-import nmt.cli.train as train_cli
+from nmt.training.session import train
 from nmt.cli.common import config_dir
 
 
@@ -17,7 +17,7 @@ def sweep(tmp_path_factory):
     root = tmp_path_factory.mktemp("sweep")
     cache = tmp_path_factory.mktemp("cache")
     for name, attention in (("0_luong_general", "luong_general"), ("1_local_m", "local_m")):
-        train_cli.run(toy_cfg(root / name, cache, [f"model/attention={attention}", "trainer.max_steps=10",
+        train(toy_cfg(root / name, cache, [f"model/attention={attention}", "trainer.max_steps=10",
                                                    "trainer.valid_every=5", "trainer.num_threads=1",
                                                    "logger.probe_sentences=1", "logger.stats_sentences=5"]))
     compare_cli.main([str(root), "baseline=luong_general", "--samples", "200"])
@@ -64,4 +64,4 @@ def test_compare_attention_experiment_sweeps_the_luong_attention_types():
         cfg = compose("train", overrides=["+experiment=compare_attention", "trainer=cpu"],
                       return_hydra_config=True)
     assert cfg.hydra.sweeper.params["model/attention"] == "luong_general,local_m,local_p,hard"
-    assert cfg.trainer.max_time_s == 600 and cfg.model.attention.flow == "luong"
+    assert cfg.trainer.max_steps == 1000 and cfg.model.attention.flow == "luong"

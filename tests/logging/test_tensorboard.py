@@ -2,6 +2,8 @@
 TensorBoard events (read back with TensorBoard's own reader), and final probe PNGs in the run dir."""
 import io
 import json
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -11,8 +13,7 @@ from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 
-import nmt.cli.train as train_cli
-import nmt.cli.translate as translate_cli
+from nmt.training.session import train
 from nmt.data.tokenizer import SubwordTokenizer
 from nmt.logging.heatmaps import image_shape
 
@@ -30,7 +31,7 @@ def rnn_run(tmp_path_factory, cache):
     run_dir = tmp_path_factory.mktemp("rnn") / "run"
     cfg = toy_cfg(run_dir, cache, ["model/attention=local_p", "trainer.max_steps=10", "trainer.valid_every=5",
                                    *FAST])
-    return run_dir, cfg, train_cli.run(cfg)
+    return run_dir, cfg, train(cfg)
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +41,7 @@ def transformer_run(tmp_path_factory, cache):
     cfg = compose_cfg([o for o in TOY_TRAIN if o not in TINY_RNN] + TINY_TRANSFORMER +
                       [f"run_dir={run_dir}", f"data.cache_dir={cache}", "trainer.max_steps=5",
                        "trainer.valid_every=5", *FAST])
-    return run_dir, cfg, train_cli.run(cfg)
+    return run_dir, cfg, train(cfg)
 
 
 def events(run_dir) -> EventAccumulator:
@@ -104,7 +105,7 @@ def hparams_of(acc) -> dict[str, HParamsPluginData]:
 
 
 @pytest.mark.parametrize("which,attention", [("rnn_run", "local_p-general/luong"),
-                                             ("transformer_run", "transformer self:global cross:global-scaled_dot x2")])
+                                             ("transformer_run", "transformer self:global-scaled_dot x2 cross:global-scaled_dot x2")])
 def test_hparams_and_final_metrics_are_logged(which, attention, request):
     run_dir, cfg, metrics = request.getfixturevalue(which)
     acc = events(run_dir)
@@ -137,9 +138,11 @@ def test_translate_writes_one_attention_png_per_sentence(rnn_run, tmp_path):
     run_dir, cfg, _ = rnn_run
     src = instantiate(cfg.data.corpus).load(cfg.data.splits.test)["src"][:2]
     (tmp_path / "in.txt").write_text(f"{src[0]}\n\n{src[1]}\n")
-    tcfg = compose_cfg([f"run_dir={run_dir}", f"input={tmp_path / 'in.txt'}", f"attention_png={tmp_path / 'png'}",
-                        "beam_size=2", "device=cpu"], name="translate")
-    out = translate_cli.run(tcfg)
+    proc = subprocess.run([sys.executable, "-m", "nmt.cli.translate", f"run_dir={run_dir}",
+                           f"input={tmp_path / 'in.txt'}", f"attention_png={tmp_path / 'png'}", "decode.beam_size=2",
+                           "device=cpu"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = proc.stdout.split("\n")[:-1]
     assert len(out) == 3 and out[1] == ""
     assert sorted(p.name for p in (tmp_path / "png").iterdir()) == ["sent0000.png", "sent0002.png"]
     assert Image.open(tmp_path / "png" / "sent0002.png").format == "PNG"

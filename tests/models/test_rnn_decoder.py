@@ -25,9 +25,9 @@ def test_teacher_forcing_equals_stepwise(attention, extra):
         for t in range(tgt.size(1)):
             out = model.decode(tgt[:, t: t + 1], enc, state, need_weights=True)
             state = out.state
-            steps.append(out.hidden)
+            steps.append(out.logits)
             maps.append(out.attention["cross"])
-    torch.testing.assert_close(full.hidden, torch.cat(steps, 1), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(full.logits, torch.cat(steps, 1), atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(full.attention["cross"], torch.cat(maps, 2), atol=1e-5, rtol=1e-5)
     assert full.attention["cross"].shape == (3, 1, tgt.size(1), src.size(1))
 
@@ -50,7 +50,7 @@ def test_padding_gets_no_attention_and_gradients_reach_everything():
     tgt, _ = pad_batch([[7, 8, 9], [11, 12, 5]], bos=True)
     out, _ = model(src, src_len, tgt, need_weights=True)
     assert torch.all(out.attention["cross"][1, :, :, 3:] == 0)
-    out.hidden.sum().backward()
+    out.logits.sum().backward()
     missing = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
     assert missing == []
 

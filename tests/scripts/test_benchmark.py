@@ -1,29 +1,19 @@
 """scripts/benchmark.py in a tiny CPU configuration: report keys and table, no timing assertions."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "benchmark.py"
 MODELS = ["rnn-luong", "transformer"]
 NUMBERS = ["params", "train_tgt_tok_s", "train_tok_s", "step_ms", "greedy_sent_s", "beam_sent_s",
            "greedy_out_len", "beam_out_len", "batch_sentences", "batch_tgt_tokens"]
 
 
-def load_script():
-    spec = importlib.util.spec_from_file_location("nmt_benchmark_script", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
-def bench():
-    return load_script()
+def bench(load_script):
+    return load_script("benchmark")
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ import pytest
 import torch
 from helpers import toy_cfg
 
-import nmt.cli.train as train_cli
+from nmt.training.session import train
 from nmt.training import checkpoint as ckpt
 from nmt.training.trainer import Trainer
 
@@ -65,18 +65,18 @@ def test_trainer_survives_disk_full_and_says_so(tmp_path, cache, monkeypatch, ca
         real_save(payload, path)
     monkeypatch.setattr(ckpt, "atomic_save", flaky)
     with caplog.at_level(logging.ERROR):
-        train_cli.run(cfg)
+        train(cfg)
     assert "previous checkpoints kept intact" in caplog.text and "step_5.pt" in caplog.text
     assert ckpt.load(tmp_path / "run" / "checkpoints" / "step_5.pt")["progress"]["step"] == 5
 
 
 def test_mismatched_checkpoint_is_refused_and_untouched(tmp_path, cache):
-    train_cli.run(toy_cfg(tmp_path / "run", cache, ["trainer.max_steps=5"]))
+    train(toy_cfg(tmp_path / "run", cache, ["trainer.max_steps=5"]))
     before = {p.name: p.read_bytes() for p in (tmp_path / "run" / "checkpoints").iterdir()}
     bigger = toy_cfg(tmp_path / "run", cache, ["trainer.max_steps=10", "trainer.resume=true",
                                                "model.decoder.hidden_size=40"])
     with pytest.raises(ckpt.CheckpointError, match="hidden_size: 40"):
-        train_cli.run(bigger)
+        train(bigger)
     after = {p.name: p.read_bytes() for p in (tmp_path / "run" / "checkpoints").iterdir()}
     assert after == before
 
@@ -92,16 +92,16 @@ def test_non_finite_losses_skip_updates_then_stop_with_last_good_state(tmp_path,
         calls[0] += 1
         loss, nll = real_loss(logits, target, pad_id, smoothing)
         return (loss * float("nan"), nll) if calls[0] > 6 else (loss, nll)
-    real_step = Trainer.train_step
+    real_step = Trainer.step
 
     def recording_step(self, micro, total):
         out = real_step(self, micro, total)
         weights[self.progress.step] = {k: v.clone() for k, v in self.model.state_dict().items()}
         return out
-    monkeypatch.setattr("nmt.training.trainer.label_smoothed_loss", nan_after_six)
-    monkeypatch.setattr(Trainer, "train_step", recording_step)
+    monkeypatch.setattr("nmt.training.step.label_smoothed_loss", nan_after_six)
+    monkeypatch.setattr(Trainer, "step", recording_step)
     with pytest.raises(RuntimeError, match="non-finite loss/gradient in 4 steps in a row"):
-        train_cli.run(cfg)
+        train(cfg)
     last = ckpt.load_latest(tmp_path / "run" / "checkpoints")[1]
     assert last["progress"]["step"] == 10
     for name, tensor in last["model"].items():
@@ -117,6 +117,6 @@ def test_run_finishes_when_best_checkpoint_cannot_be_written(tmp_path, cache, mo
         real_save(payload, path)
     monkeypatch.setattr(ckpt, "atomic_save", no_best)
     with caplog.at_level(logging.ERROR):
-        metrics = train_cli.run(toy_cfg(tmp_path / "run", cache, ["trainer.max_steps=5"]))
+        metrics = train(toy_cfg(tmp_path / "run", cache, ["trainer.max_steps=5"]))
     assert "best.pt missing: evaluating the final weights" in caplog.text
     assert metrics["steps"] == 5 and (tmp_path / "run" / "metrics.json").is_file()

@@ -45,6 +45,8 @@ def test_sigkill_then_resume_equals_uninterrupted(tmp_path, cache):
     victim.wait()
     err = finish(start(tmp_path / "cut", cache, "trainer.max_steps=60", "trainer.resume=true"))
     assert "resumed from" in err
+    log = (tmp_path / "cut" / "train.log").read_text()  # Hydra's log follows run_dir, and appends
+    assert log.count("parameters; run dir") == 2 and "resumed from" in log
     ref = torch.load(tmp_path / "ref" / "checkpoints" / "step_60.pt", weights_only=True)
     cut = torch.load(tmp_path / "cut" / "checkpoints" / "step_60.pt", weights_only=True)
     for name, tensor in ref["model"].items():

@@ -1,0 +1,63 @@
+"""nmt.training.session: every bad setting fails before any data is read; the progress bar shows
+the budget that will stop the run."""
+import time
+
+import pytest
+from helpers import toy_cfg
+
+from nmt.training.session import check_config, train
+from nmt.training.trainer import BudgetBar, Progress, TrainSettings
+
+BAD = [
+    ("trainer.valid_every=0", "trainer.valid_every must be >= 1, got 0"),
+    ("trainer.max_time_s=0", "trainer.max_time_s must be > 0"),
+    ("trainer.device=tpu", "trainer.device must be one of auto, cpu, cuda"),
+    ("optim.schedule=cosine", r"optim.schedule must be one of \('inverse_sqrt', 'plateau', 'constant'\), got 'cosine'"),
+    ("optim.name=sgd", r"optim.name must be one of \['adam', 'adamw'\], got 'sgd'"),
+    ("decode.beam_size=0", "decode.beam_size must be >= 1, got 0"),
+    ("logger.attention_slots=some", "logger.attention_slots must be one of all, cross; got 'some'"),
+    ("model.encoder.cell=transformer", "cell must be one of"),
+    ("model.attention.flow=joey", "flow must be one of"),
+    ("model.attention.score=cosine", "model.attention.score must be one of"),
+]
+
+
+@pytest.mark.parametrize("override,message", BAD, ids=[o for o, _ in BAD])
+def test_bad_value_fails_before_any_data_is_read(override, message, tmp_path):
+    """The corpus raises if read: the error must come from the config check, in well under 5 s."""
+    cfg = toy_cfg(tmp_path / "run", tmp_path / "cache", [override, "data.corpus._target_=helpers.ExplodingCorpus"])
+    start = time.perf_counter()
+    with pytest.raises(ValueError, match=message):
+        train(cfg)
+    assert time.perf_counter() - start < 5
+    assert not (tmp_path / "run").exists() and not (tmp_path / "cache").exists()
+
+
+def test_a_good_config_passes_the_check(tmp_path):
+    settings = check_config(toy_cfg(tmp_path / "run", tmp_path / "cache", []))
+    assert settings.decode.beam_size == 2 and settings.trainer.max_steps > 0
+
+
+def settings(**overrides) -> TrainSettings:
+    cfg = toy_cfg("unused", "unused", [])
+    from omegaconf import OmegaConf
+    return TrainSettings(**{**OmegaConf.to_container(cfg.trainer), **overrides})
+
+
+@pytest.mark.parametrize("limits,progress,expected", [
+    # 10 steps in 1 s with 1019 s left: ~10,200 steps by time, fewer than max_steps
+    ({"max_steps": 100000, "max_time_s": 1020, "max_epochs": 1000}, Progress(step=10, elapsed_s=1.0),
+     (10200, "max_time_s")),
+    # the same pace with a small step budget: the steps decide
+    ({"max_steps": 2500, "max_time_s": 1020, "max_epochs": 1000}, Progress(step=10, elapsed_s=1.0),
+     (2500, "max_steps")),
+    # 3 epochs of 40 steps come first
+    ({"max_steps": 2500, "max_time_s": 1020, "max_epochs": 3}, Progress(step=10, elapsed_s=1.0), (120, "max_epochs")),
+    # before the first step nothing is known about the pace: steps or epochs
+    ({"max_steps": 2500, "max_time_s": 1, "max_epochs": 1000}, Progress(), (2500, "max_steps")),
+])
+def test_progress_bar_shows_the_budget_that_stops_the_run(limits, progress, expected):
+    bar = BudgetBar(settings(**limits), steps_per_epoch=40, progress=progress, enabled=False)
+    assert bar.budget(progress) == expected
+    bar.update(progress)
+    assert bar.bar.total == expected[0] and bar.bar.n == progress.step
