@@ -5,7 +5,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from scipy.stats import kendalltau
 
@@ -13,6 +12,7 @@ from nmt.alignment.counterfactual import COUNTERFACTUALS, intervening, make_hook
 from nmt.alignment.explain import kendall_tau
 from nmt.attention import LocalAttention
 from nmt.attention.windows import lengths_mask
+from nmt.models.build import build_attention
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs" / "model" / "attention"
 NAMES = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
@@ -60,9 +60,7 @@ def test_hand_worked_values():
 
 
 def build(name):
-    node = OmegaConf.to_container(OmegaConf.load(CONFIG_DIR / f"{name}.yaml"))
-    node.pop("flow")
-    return instantiate(node, query_dim=8, key_dim=8).eval()
+    return build_attention(OmegaConf.load(CONFIG_DIR / f"{name}.yaml"), query_dim=8, key_dim=8).eval()
 
 
 def returned(module, query, keys, values, mask, positions):

@@ -70,7 +70,8 @@ def word_tokenizer(corpus: ToyCorpus, path) -> SubwordTokenizer:
     unigram model a word is two pieces "▁w" + "12", and the rows of the constant "▁w" piece attend
     arbitrary words: see docs/alignment.md.)"""
     train = corpus.load("train")
-    settings = {"model_type": "word", "vocab_size": 64, "character_coverage": 1.0}
+    settings = {"model_type": "word", "vocab_size": 64, "character_coverage": 1.0,
+                "input_sentence_size": 1_000_000, "shuffle_input_sentence": False}
     path.write_bytes(train_sentencepiece(list(train["src"]) + list(train["tgt"]), settings, 1))
     return SubwordTokenizer(path)
 
