@@ -47,3 +47,14 @@ def test_report_has_every_field_for_single_and_two_ranks(bench, tmp_path):
         assert run["tokens_per_s"] > 0 and run["time_to_first_step_s"] > 0
         assert run["peak_rss_mb"] >= run["rss_before_data_mb"] > 0 and 0 < run["uss_mb"] <= run["pss_mb"]
     assert list((tmp_path / "cache-2000" / "ids").glob(".*")) == []  # the build left no temporary
+
+
+def test_reference_run_trains_the_same_model_on_multi30k(bench, tmp_path, multi30k_root, monkeypatch):
+    monkeypatch.setenv("NMT_DATA_DIR", str(multi30k_root))
+    report = bench.main(["--pairs", "1000", "--eval-pairs", "10", "--steps", "4", "--skip-steps", "1",
+                         "--max-tokens", "300", "--vocab", "300", "--work", str(tmp_path), "--no-ddp",
+                         "--reference"])
+    ref = report["multi30k"]
+    assert set(bench.RUN_FIELDS) <= set(ref) and ref["steps"] == 4 and ref["tokens_per_s"] > 0
+    assert report["tokens_per_s_vs_multi30k"] == round(report["single"]["tokens_per_s"] / ref["tokens_per_s"], 3)
+    assert (tmp_path / "cache-multi30k" / "ids").is_dir()  # Multi30k went through its own cache
