@@ -1,6 +1,6 @@
 """Silver word alignment of Multi30k test_2016_flickr de-en with eflomal (Östling & Tiedemann 2016).
 
-    pip install eflomal
+    pip install -e '.[silver]'     # eflomal
     NMT_DATA_DIR=/path/to/data python3 scripts/silver_alignment.py docs/data/multi30k_test2016_de-en.silver.align
 
 eflomal is trained on train (29,000 pairs) + test_2016_flickr (1,000 pairs) in both directions and
@@ -63,7 +63,12 @@ def grow_diag_final_and(fwd: set, rev: set) -> set:
 
 
 def main(out: str) -> None:
-    from eflomal import Aligner
+    try:
+        from eflomal import Aligner
+    except ImportError as e:
+        raise SystemExit("eflomal is not installed: pip install -e '.[silver]' (or pip install eflomal)") from e
+    if "NMT_DATA_DIR" not in os.environ:
+        raise SystemExit("set NMT_DATA_DIR to the directory holding multi30k/*.gz")
     root = Path(os.environ["NMT_DATA_DIR"])
     src = read(root, "train", "de") + read(root, "test_2016_flickr", "de")
     tgt = read(root, "train", "en") + read(root, "test_2016_flickr", "en")

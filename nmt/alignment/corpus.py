@@ -1,8 +1,6 @@
 """Align a corpus with a trained model: forced decoding, every cross-attention selection, AER per selection."""
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
 from nmt.alignment.aer import aer_scores
@@ -10,13 +8,6 @@ from nmt.alignment.extract import AlignSettings, piece_words, selections, senten
 from nmt.alignment.links import GoldAlignment, Link
 from nmt.decoding.inspect import output_maps
 from nmt.models.seq2seq import Seq2Seq
-
-
-@dataclass
-class CorpusAlignment:
-    links: dict[str, list[set[Link]]]   # selection name -> per sentence pair {(src word, tgt word)}
-    src_words: list[int]                # words per source sentence (whitespace tokens)
-    tgt_words: list[int]                # words per target sentence
 
 
 def word_count(pieces: list[str]) -> int:
@@ -67,7 +58,3 @@ def score_all(links: dict[str, list[set[Link]]], golds: list[GoldAlignment]) -> 
     """{selection: links} -> {selection: {precision, recall, aer}}."""
     return {name: aer_scores(pred, golds) for name, pred in links.items()}
 
-
-def toy_golds(pairs: list[tuple[set[Link], set[Link]]]) -> list[GoldAlignment]:
-    """ToyCorpus.gold_alignment output -> GoldAlignment per pair."""
-    return [GoldAlignment(set(sure), set(possible) | set(sure)) for sure, possible in pairs]

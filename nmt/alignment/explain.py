@@ -24,10 +24,11 @@ import torch
 import torch.nn.functional as F
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
-from torch import Tensor
+from torch import Tensor, nn
 
 from nmt.alignment.counterfactual import intervening, make_hook, slot_modules
 from nmt.alignment.extract import is_cross
+from nmt.attention.intervention import WeightHook
 from nmt.common import atomic_write_text, pick_device, write_json
 from nmt.data.batching import Batch, collate
 from nmt.decoding import DecodeSettings, decode_texts
@@ -51,19 +52,29 @@ def batches(src_ids: list[list[int]], ref_ids: list[list[int]], tok, chunk: int,
             for i in range(0, len(src_ids), chunk)]
 
 
+def next_token_probs(model, b: Batch) -> Tensor:
+    """Teacher-forced next-token distributions (B, T, V) of one batch."""
+    return F.softmax(model(b.src, b.src_lengths, b.tgt_in)[0].logits.float(), dim=-1)  # (B, T, V)
+
+
 @torch.no_grad()
-def output_change(model, data: list[Batch], pad_id: int, module, hook) -> dict[str, float]:
-    """Mean TVD and flip rate of the next-token distributions with `hook` on `module`, over real tokens."""
-    tvd, flips, n = 0.0, 0.0, 0
+def output_changes(model, data: list[Batch], pad_id: int,
+                   hooks: dict[tuple[str, str], tuple[nn.Module, WeightHook]]) -> dict[tuple[str, str], dict]:
+    """{(slot, counterfactual): (module, hook)} -> {key: mean TVD and flip rate of the next-token
+    distributions with the hook on the module, over real tokens}. The unchanged distributions are
+    computed once per batch, not once per slot and counterfactual."""
+    sums = {key: [0.0, 0.0] for key in hooks}  # key -> [tvd, flips]
+    n = 0
     for b in data:
-        p = F.softmax(model(b.src, b.src_lengths, b.tgt_in)[0].logits.float(), dim=-1)  # (B, T, V)
-        with intervening(module, hook):
-            q = F.softmax(model(b.src, b.src_lengths, b.tgt_in)[0].logits.float(), dim=-1)  # (B, T, V)
+        p = next_token_probs(model, b)  # (B, T, V)
         real = b.tgt_out != pad_id  # (B, T)
-        tvd += float((0.5 * (p - q).abs().sum(-1))[real].sum())
-        flips += float((p.argmax(-1) != q.argmax(-1))[real].sum())
         n += int(real.sum())
-    return {"tvd": tvd / max(n, 1), "flip": flips / max(n, 1)}
+        for key, (module, hook) in hooks.items():
+            with intervening(module, hook):
+                q = next_token_probs(model, b)  # (B, T, V)
+            sums[key][0] += float((0.5 * (p - q).abs().sum(-1))[real].sum())
+            sums[key][1] += float((p.argmax(-1) != q.argmax(-1))[real].sum())
+    return {key: {"tvd": tvd / max(n, 1), "flip": flips / max(n, 1)} for key, (tvd, flips) in sums.items()}
 
 
 def kendall_tau(x: Tensor, y: Tensor) -> Tensor:
@@ -115,13 +126,15 @@ def explain(model, src_ids: list[list[int]], refs: list[str], tok, settings: Exp
     model.eval()
     data = batches(src_ids, tok.encode(refs), tok, settings.chunk, device)
     baseline = corpus_scores(decode_texts(model, src_ids, tok, decode, device)[0], refs)["bleu"]
+    modules = slot_modules(model)
+    changes = output_changes(model, data, tok.pad_id, {(slot, name): (module, make_hook(name, settings.seed))
+                                                       for slot, module in modules.items()
+                                                       for name in settings.counterfactuals})
     slots: dict[str, dict] = {}
-    for slot, module in slot_modules(model).items():
-        for name in settings.counterfactuals:
-            change = output_change(model, data, tok.pad_id, module, make_hook(name, settings.seed))
-            with intervening(module, make_hook(name, settings.seed)):
-                texts = decode_texts(model, src_ids, tok, decode, device)[0]
-            slots.setdefault(slot, {})[name] = {**change, "bleu": corpus_scores(texts, refs)["bleu"]}
+    for (slot, name), change in changes.items():
+        with intervening(modules[slot], make_hook(name, settings.seed)):  # a fresh hook: same permutations
+            texts = decode_texts(model, src_ids, tok, decode, device)[0]
+        slots.setdefault(slot, {})[name] = {**change, "bleu": corpus_scores(texts, refs)["bleu"]}
     if settings.gradient:
         for slot, tau in gradient_agreement(model, data, tok.pad_id).items():
             slots[slot]["tau"] = tau

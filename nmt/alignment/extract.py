@@ -48,6 +48,14 @@ def piece_words(pieces: list[str]) -> list[int]:
     return words
 
 
+def piece_text_words(pieces: list[str]) -> list[str]:
+    """The words the pieces spell (grouped as piece_words): ["▁Ein", "▁Hund", "e"] -> ["Ein", "Hunde"]."""
+    words = [""] * (max(piece_words(pieces), default=-1) + 1)
+    for w, piece in zip(piece_words(pieces), pieces):
+        words[w] += piece.lstrip(WORD_START)
+    return words
+
+
 def word_matrix(piece_map: Tensor, src_words: list[int], tgt_words: list[int]) -> Tensor:
     """piece_map (Tq, Tk) rows = target pieces, columns = source pieces -> W (Tw, Sw): sum over the
     source pieces of a word, mean over the target pieces of a word."""
@@ -85,6 +93,16 @@ def sentence_links(sentence_map: Tensor, src_words: list[int], tgt_words: list[i
     """One sentence: map (T + 1, S) over pieces (+ the eos row) -> word links {(src word, tgt word)}."""
     rows = target_rows(sentence_map.float(), len(tgt_words), settings.shift)  # (T, S)
     return links_from_matrix(word_matrix(rows, src_words, tgt_words), settings.threshold)
+
+
+def argmax_alignments(maps: dict[str, Tensor], src_pieces: list[str], out_pieces: list[str]) -> dict[str, set[Link]]:
+    """One sentence's maps {slot: (H, T + 1, S)} over its pieces (out_pieces without the final eos) ->
+    {selection: argmax word links} for every cross selection; {} when a side is empty."""
+    if not src_pieces or not out_pieces:
+        return {}
+    src_w, out_w = piece_words(src_pieces), piece_words(out_pieces)
+    argmax = AlignSettings(shift=False, threshold=None)
+    return {name: sentence_links(m, src_w, out_w, argmax) for name, m in selections(maps).items()}
 
 
 def is_cross(slot: str) -> bool:

@@ -13,6 +13,7 @@ from nmt.alignment.corpus import align_ids, check_word_counts, score_all
 from nmt.alignment.extract import AlignSettings, last_selection
 from nmt.alignment.links import Link, check_bounds, read_gold, write_pharaoh
 from nmt.common import pick_device, write_json
+from nmt.data.corpus import read_lines
 from nmt.decoding import DecodeSettings, decode_texts
 from nmt.training.run_dir import load_trained
 
@@ -74,20 +75,12 @@ def _nan_last(x: float) -> float:
     return math.inf if math.isnan(x) else x
 
 
-def read_text_lines(path: str | Path, what: str) -> list[str]:
-    """UTF-8 lines without terminators; a missing file names the config key to set."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{what}={path} not found; pass {what}=<file> with one sentence per line")
-    return path.read_text(encoding="utf-8").splitlines()
-
-
 def align_run(cfg: DictConfig) -> dict:
     """-> {"selection": the one written to out, "scores": {selection: {aer, precision, recall}} or {}}."""
     device = pick_device(cfg.device)
     trained = load_trained(Path(cfg.run_dir), cfg.checkpoint, device)
-    src = read_text_lines(cfg.src, "src")
-    tgt = None if cfg.tgt is None else read_text_lines(cfg.tgt, "tgt")
+    src = read_lines(cfg.src, "src")
+    tgt = None if cfg.tgt is None else read_lines(cfg.tgt, "tgt")
     decode = DecodeSettings(**OmegaConf.to_container(cfg.decode, resolve=True))
     links, tgt = align_texts(trained, src, tgt, AlignSettings(cfg.shift, cfg.threshold), decode, device, cfg.chunk)
     scores = {}

@@ -9,18 +9,17 @@ from omegaconf import DictConfig, OmegaConf
 
 from nmt.cli.common import config_dir
 from nmt.common import pick_device, setup_logging
+from nmt.data.corpus import read_lines
 from nmt.decoding import DecodeSettings, translate_lines
 from nmt.logging.explorer import save_translation_explorer
 from nmt.training.run_dir import load_trained
 
 
 def read_input(source: str) -> list[str]:
+    """input=- reads stdin, else the file (UTF-8, one sentence per line)."""
     if source == "-":
         return [line.rstrip("\n") for line in sys.stdin]
-    path = Path(source)
-    if not path.is_file():
-        raise FileNotFoundError(f"input={source} not found; pass input=<file> or pipe text to stdin")
-    return path.read_text(encoding="utf-8").splitlines()
+    return read_lines(source, "input")
 
 
 @hydra.main(config_path=config_dir(), config_name="translate", version_base="1.3")

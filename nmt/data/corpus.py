@@ -62,6 +62,15 @@ def numbered_lines(path: Path) -> Iterator[tuple[int, str]]:
         raise CorpusError(f"{path}: cannot read file ({e}); check that it is a complete text or .gz file") from e
 
 
+def read_lines(path: str | Path, key: str) -> list[str]:
+    """All lines of a UTF-8 text file (as numbered_lines splits them); `key` is the config key that names
+    the file, so a missing file says what to pass."""
+    path = Path(path)
+    if not path.is_file():
+        raise CorpusError(f"{key}={path} not found; pass {key}=<file> with one sentence per line")
+    return [line for _, line in numbered_lines(path)]
+
+
 class EmptyPairs:
     """Drops pairs with an empty side, chunk by chunk; ``finish`` logs them and fails if nothing was kept."""
 

@@ -38,17 +38,16 @@ def translate_ids(model: Seq2Seq, src_ids: list[list[int]], settings: DecodeSett
     tokens: list = [None] * len(src_ids)
     scores = torch.zeros(len(src_ids))
     model.eval()
-    s = settings
-    for start in range(0, len(order), s.max_sentences):
-        idx = order[start: start + s.max_sentences]
+    for start in range(0, len(order), settings.max_sentences):
+        idx = order[start: start + settings.max_sentences]
         batch = collate([src_ids[i] or [eos_id] for i in idx], [[] for _ in idx], idx, pad_id, bos_id, eos_id)
         batch = batch.to(device)
         src, lens = batch.src, batch.src_lengths
-        if s.beam_size <= 1:
-            hyp = greedy_decode(model, src, lens, bos_id, eos_id, s.max_len_a, s.max_len_b)
+        if settings.beam_size <= 1:
+            hyp = greedy_decode(model, src, lens, bos_id, eos_id, settings.max_len_a, settings.max_len_b)
         else:
-            hyp = beam_search(model, src, lens, s.beam_size, bos_id, eos_id, s.length_penalty, s.max_len_a,
-                              s.max_len_b)
+            hyp = beam_search(model, src, lens, settings.beam_size, bos_id, eos_id, settings.length_penalty,
+                              settings.max_len_a, settings.max_len_b)
         for j, i in enumerate(idx):
             tokens[i] = hyp.tokens[j]
             scores[i] = hyp.scores[j].cpu()

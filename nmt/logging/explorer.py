@@ -15,10 +15,10 @@ from pathlib import Path
 import torch
 from omegaconf import OmegaConf
 
-from nmt.alignment.extract import AlignSettings, piece_words, selections, sentence_links
+from nmt.alignment.extract import argmax_alignments, piece_text_words
 from nmt.common import atomic_write_text
 from nmt.logging.heatmaps import slot_labels
-from nmt.logging.writer import Probe, to_probe, words_of
+from nmt.logging.writer import Probe, to_probe
 
 PLACEHOLDER = "/*DATA*/"
 
@@ -39,14 +39,11 @@ def slot_data(slot: str, probe: Probe, half_width: int | None) -> dict:
 
 def probe_data(probe: Probe, half_width: int | None) -> dict:
     """Tokens, slots and the word alignment of every cross-attention selection of one probe."""
-    src_w, out_w = piece_words(probe.src_pieces), piece_words(probe.out_pieces[:-1])
-    alignments = {}
-    if probe.src_pieces and len(probe.out_pieces) > 1:
-        alignments = {name: sorted(sentence_links(m, src_w, out_w, AlignSettings(shift=False, threshold=None)))
-                      for name, m in selections(probe.maps).items()}
-    src_words, out_words = words_of(probe.src_pieces), words_of(probe.out_pieces[:-1])
+    alignments = argmax_alignments(probe.maps, probe.src_pieces, probe.out_pieces[:-1])
+    src_words, out_words = piece_text_words(probe.src_pieces), piece_text_words(probe.out_pieces[:-1])
     return {"source": " ".join(src_words), "output": " ".join(out_words), "src_words": src_words,
-            "out_words": out_words, "alignments": {k: [list(link) for link in v] for k, v in alignments.items()},
+            "out_words": out_words,
+            "alignments": {name: [list(link) for link in sorted(links)] for name, links in alignments.items()},
             "slots": {slot: slot_data(slot, probe, half_width) for slot in probe.maps}}
 
 

@@ -10,6 +10,7 @@ import torch
 from torch import Tensor
 from torch.utils.tensorboard import SummaryWriter
 
+from nmt.alignment.extract import argmax_alignments, last_selection, piece_text_words
 from nmt.logging.stats import attention_stats
 
 
@@ -125,29 +126,16 @@ class RunLogger:
 def probe_markdown(probe: Probe, reference: str) -> str:
     """Markdown of one probe: source and output (words of its pieces), the reference, and the alignment as
     Pharaoh links and word pairs."""
-    from nmt.alignment.extract import AlignSettings, last_selection, piece_words, selections, sentence_links
-    src_words, out_words = words_of(probe.src_pieces), words_of(probe.out_pieces[:-1])
+    src_words, out_words = piece_text_words(probe.src_pieces), piece_text_words(probe.out_pieces[:-1])
     lines = [f"**source:** {' '.join(src_words)}", f"**reference:** {reference}",
              f"**output:** {' '.join(out_words)}"]
-    chosen = selections(probe.maps)
-    if chosen and len(probe.out_pieces) > 1 and probe.src_pieces:
-        name = last_selection(list(chosen))
-        links = sentence_links(chosen[name], piece_words(probe.src_pieces), piece_words(probe.out_pieces[:-1]),
-                               AlignSettings(shift=False, threshold=None))
-        pairs = sorted(links, key=lambda link: (link[1], link[0]))
+    alignments = argmax_alignments(probe.maps, probe.src_pieces, probe.out_pieces[:-1])
+    if alignments:
+        name = last_selection(list(alignments))
+        pairs = sorted(alignments[name], key=lambda link: (link[1], link[0]))
         lines.append(f"**alignment** ({name}, argmax): `{' '.join(f'{i}-{j}' for i, j in pairs)}`")
         lines.append(" · ".join(f"{out_words[j]} ← {src_words[i]}" for i, j in pairs))
     return "  \n".join(lines)
-
-
-def words_of(pieces: list[str]) -> list[str]:
-    """Sentencepiece pieces -> words (a piece starting with "▁" opens a word)."""
-    words: list[str] = []
-    for k, piece in enumerate(pieces):
-        if piece.startswith("▁") or k == 0:
-            words.append("")
-        words[-1] += piece.lstrip("▁")
-    return words
 
 
 def _hparam_value(v):

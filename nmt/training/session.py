@@ -59,9 +59,10 @@ def check_config(cfg: DictConfig) -> RunSettings:
 
 
 def load_data(cfg: DictConfig) -> DataBundle:
-    d = cfg.data
-    return prepare_data(corpus=instantiate(d.corpus), splits=dict(d.splits),
-                        tokenizer=OmegaConf.to_container(d.tokenizer), max_len=d.max_len, cache_dir=d.cache_dir)
+    data = cfg.data
+    return prepare_data(corpus=instantiate(data.corpus), splits=dict(data.splits),
+                        tokenizer=OmegaConf.to_container(data.tokenizer), max_len=data.max_len,
+                        cache_dir=data.cache_dir)
 
 
 def batches_for(ds, cfg: DictConfig, data: DataBundle, shuffle: bool) -> BatchIterator:

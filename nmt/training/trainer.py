@@ -366,10 +366,10 @@ class BudgetBar:
 
     def budget(self, p: Progress) -> tuple[int, str]:
         """(the step at which the run will stop, the limit that decides it)."""
-        s = self.settings
-        limits = {"max_steps": s.max_steps, "max_epochs": s.max_epochs * self.steps_per_epoch}
+        settings = self.settings
+        limits = {"max_steps": settings.max_steps, "max_epochs": settings.max_epochs * self.steps_per_epoch}
         if p.step and p.elapsed_s > 0:  # time left at this pace (validation included)
-            limits["max_time_s"] = p.step + int((s.max_time_s - p.elapsed_s) * p.step / p.elapsed_s)
+            limits["max_time_s"] = p.step + int((settings.max_time_s - p.elapsed_s) * p.step / p.elapsed_s)
         name = min(limits, key=limits.get)
         return max(limits[name], p.step), name
 

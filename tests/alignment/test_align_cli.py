@@ -10,6 +10,7 @@ from omegaconf import OmegaConf
 from nmt.alignment.explain import explain_run
 from nmt.alignment.pipeline import align_run
 from nmt.alignment.links import format_pharaoh, read_gold
+from nmt.training.run_dir import load_trained
 
 SELECTIONS = ["dec.0.cross:h0", "dec.0.cross:h1", "dec.0.cross:mean", "dec.1.cross:h0", "dec.1.cross:h1",
               "dec.1.cross:mean", "all:mean"]
@@ -116,3 +117,24 @@ def test_translate_and_run_dir_explorers(toy_run, toy_files, tmp_path):
         assert len(data["probes"]) == n
         assert set(data["probes"][0]["slots"]) == {"enc.0.self", "enc.1.self", "dec.0.self", "dec.0.cross",
                                                    "dec.1.self", "dec.1.cross"}
+
+
+def test_output_changes_of_many_hooks_equal_each_hook_alone(toy_run):
+    """Several (slot, counterfactual) hooks share one baseline pass per batch: each result equals that hook
+    measured alone, an identity hook changes nothing, and uniform weights move the output."""
+    from nmt.alignment.counterfactual import make_hook, slot_modules
+    from nmt.alignment.explain import batches, output_changes
+    trained = load_trained(toy_run[0], "best", torch.device("cpu"))
+    tok, model = trained.tgt_tok, trained.model.eval()
+    lines = ["a b c d", "e f g"] * 3
+    data = batches(trained.src_tok.encode(lines), tok.encode(lines), tok, 4, "cpu")
+    cross = slot_modules(model)["dec.1.cross"]
+    hooks = {("dec.1.cross", "same"): (cross, lambda w, allowed: w),
+             ("dec.1.cross", "uniform"): (cross, make_hook("uniform", 0)),
+             ("dec.1.cross", "permute"): (cross, make_hook("permute", 5))}
+    together = output_changes(model, data, tok.pad_id, hooks)
+    # (with a hook the module takes its explicit path instead of the fused kernel: equal up to rounding)
+    assert together[("dec.1.cross", "same")] == {"tvd": pytest.approx(0.0, abs=1e-6), "flip": 0.0}
+    assert together[("dec.1.cross", "uniform")]["tvd"] > 0
+    alone = output_changes(model, data, tok.pad_id, {("dec.1.cross", "permute"): (cross, make_hook("permute", 5))})
+    assert alone[("dec.1.cross", "permute")] == together[("dec.1.cross", "permute")]

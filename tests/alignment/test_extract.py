@@ -3,7 +3,8 @@ import pytest
 import torch
 from helpers import BOS, EOS, PAD, overfit, tiny_model
 
-from nmt.alignment.corpus import align_ids, score_all, toy_golds
+from nmt.alignment.corpus import align_ids, score_all
+from nmt.alignment.links import GoldAlignment
 from nmt.alignment.extract import (AlignSettings, last_selection, links_from_matrix, piece_words, selections,
                                    sentence_links, word_matrix)
 from nmt.data.batching import collate
@@ -64,6 +65,11 @@ def test_selections_per_head_layer_mean_and_all():
 
 
 # ----------------------------------------------------------------------------- the toy-task bound
+
+def toy_golds(pairs) -> list[GoldAlignment]:
+    """ToyCorpus.gold_alignment output [(sure, possible)] -> GoldAlignment per pair."""
+    return [GoldAlignment(set(sure), set(possible) | set(sure)) for sure, possible in pairs]
+
 
 def word_tokenizer(corpus: ToyCorpus, path) -> SubwordTokenizer:
     """A sentencepiece 'word' model: every toy word "w12" is one piece "▁w12". (With the default

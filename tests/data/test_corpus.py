@@ -262,3 +262,14 @@ def test_toy_splits_are_deterministic_and_different():
 def test_toy_rejects_unknown_task():
     with pytest.raises(CorpusError, match="copy, reverse, sort"):
         ToyCorpus("shuffle", 10, 5, 1, 3, 0)
+
+
+def test_read_lines_splits_on_newline_only_and_names_the_key_or_line(tmp_path):
+    path = tmp_path / "src.txt"
+    path.write_bytes("ein\u2028satz\r\n\nzwei\n".encode())  # U+2028 inside a line is not a line break
+    assert corpus_mod.read_lines(path, "src") == ["ein\u2028satz", "", "zwei"]
+    with pytest.raises(corpus_mod.CorpusError, match=r"src=.*missing.txt not found; pass src=<file>"):
+        corpus_mod.read_lines(tmp_path / "missing.txt", "src")
+    path.write_bytes(b"gut\n\xff kaputt\n")
+    with pytest.raises(corpus_mod.CorpusError, match=r"src.txt, line 2: .* not valid UTF-8"):
+        corpus_mod.read_lines(path, "src")

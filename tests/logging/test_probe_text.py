@@ -2,7 +2,8 @@
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from nmt.logging.writer import Probe, RunLogger, probe_markdown, words_of
+from nmt.alignment.extract import piece_text_words
+from nmt.logging.writer import Probe, RunLogger, probe_markdown
 
 # rows: A, dog, s, </s>; columns: Ein, Hund, e  -> A <- Ein, dogs <- mean rows (.5+.2 on Hunde) -> Hunde
 PROBE = Probe(["▁Ein", "▁Hund", "e"], ["▁A", "▁dog", "s", "</s>"],
@@ -10,7 +11,7 @@ PROBE = Probe(["▁Ein", "▁Hund", "e"], ["▁A", "▁dog", "s", "</s>"],
 
 
 def test_words_of_pieces():
-    assert words_of(["▁Ein", "▁Hund", "e", "▁."]) == ["Ein", "Hunde", "."]
+    assert piece_text_words(["▁Ein", "▁Hund", "e", "▁."]) == ["Ein", "Hunde", "."]
 
 
 def test_probe_markdown_has_texts_and_word_alignment():
