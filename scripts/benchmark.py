@@ -258,7 +258,9 @@ class LengthLimited(nn.Module):
 def decode(model: Seq2Seq, src_ids: list[list[int]], beam: int, args, device: torch.device, batch: int):
     """translate_ids (greedy for beam 1) of the LengthLimited model, as nmt-evaluate batches it."""
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.decode_amp):
-        settings = DecodeSettings(beam, 1.0, args.max_len_a, args.max_len_b, batch)
+        settings = DecodeSettings(beam_size=beam, length_penalty=1.0, max_len_a=args.max_len_a,
+                                  max_len_b=args.max_len_b, max_sentences=batch, nbest=1,
+                                  max_input_tokens=max(map(len, src_ids)))
         return translate_ids(LengthLimited(model, EOS_ID), src_ids, settings, pad_id=PAD_ID, bos_id=BOS_ID,
                              eos_id=EOS_ID, device=device)
 

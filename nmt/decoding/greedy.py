@@ -14,6 +14,8 @@ from nmt.models.seq2seq import Seq2Seq
 class Hypotheses:
     tokens: list[list[int]]        # per sentence, without bos/eos
     scores: Tensor                 # (B,) model log-probability of tokens + eos
+    nbest: list[list[list[int]]] | None = None  # beam search: per sentence the N best outputs, best first
+    nbest_scores: Tensor | None = None          # (B, N) their length-normalised scores (GNMT Eq. 14)
     # attention maps of an output: nmt.decoding.inspect.output_attention (one forced pass)
 
 

@@ -1,6 +1,7 @@
 """Translate many sentences: DecodeSettings (configs/decode/), length-sorted batches, input order kept."""
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import torch
@@ -9,6 +10,8 @@ from nmt.data.batching import collate
 from nmt.decoding.beam import beam_search
 from nmt.decoding.greedy import Hypotheses, greedy_decode
 from nmt.models.seq2seq import Seq2Seq
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -19,11 +22,16 @@ class DecodeSettings:
     max_len_a: float        # max output length = a * src_len + b
     max_len_b: int
     max_sentences: int      # sentences decoded together
+    nbest: int              # outputs per input (1..beam_size), best first; nmt-translate prints them all
+    max_input_tokens: int   # translate_lines cuts a longer input line to its first N pieces, with a warning
 
     def __post_init__(self):
-        for key in ("beam_size", "max_sentences"):
+        for key in ("beam_size", "max_sentences", "max_input_tokens"):
             if getattr(self, key) < 1:
                 raise ValueError(f"decode.{key} must be >= 1, got {getattr(self, key)}")
+        if not 1 <= self.nbest <= self.beam_size:
+            raise ValueError(f"decode.nbest must be between 1 and decode.beam_size={self.beam_size}, got "
+                             f"{self.nbest}; raise decode.beam_size or lower decode.nbest")
         if self.max_len_a < 0 or self.max_len_b < 0 or self.max_len_a == self.max_len_b == 0:
             raise ValueError(f"decode.max_len_a and decode.max_len_b must be >= 0 and not both 0, got "
                              f"{self.max_len_a} and {self.max_len_b}")
@@ -33,10 +41,13 @@ class DecodeSettings:
 
 def translate_ids(model: Seq2Seq, src_ids: list[list[int]], settings: DecodeSettings, *, pad_id: int,
                   bos_id: int, eos_id: int, device: torch.device) -> Hypotheses:
-    """Decode src_ids (no bos/eos) with greedy (beam_size 1) or beam search; keeps input order."""
+    """Decode src_ids (no bos/eos) with greedy (beam_size 1) or beam search; keeps input order.
+    With settings.nbest > 1 the result also holds each input's nbest outputs and normalised scores."""
     order = sorted(range(len(src_ids)), key=lambda i: len(src_ids[i]))
     tokens: list = [None] * len(src_ids)
+    nbest: list = [None] * len(src_ids)
     scores = torch.zeros(len(src_ids))
+    nbest_scores = torch.zeros(len(src_ids), settings.nbest)
     model.eval()
     for start in range(0, len(order), settings.max_sentences):
         idx = order[start: start + settings.max_sentences]
@@ -45,13 +56,15 @@ def translate_ids(model: Seq2Seq, src_ids: list[list[int]], settings: DecodeSett
         src, lens = batch.src, batch.src_lengths
         if settings.beam_size <= 1:
             hyp = greedy_decode(model, src, lens, bos_id, eos_id, settings.max_len_a, settings.max_len_b)
+            hyp.nbest, hyp.nbest_scores = [[t] for t in hyp.tokens], hyp.scores[:, None]  # |Y|^0: alpha unused
         else:
             hyp = beam_search(model, src, lens, settings.beam_size, bos_id, eos_id, settings.length_penalty,
-                              settings.max_len_a, settings.max_len_b)
+                              settings.max_len_a, settings.max_len_b, nbest=settings.nbest)
         for j, i in enumerate(idx):
-            tokens[i] = hyp.tokens[j]
-            scores[i] = hyp.scores[j].cpu()
-    return Hypotheses(tokens, scores)
+            tokens[i], nbest[i] = hyp.tokens[j], hyp.nbest[j]
+        scores[idx] = hyp.scores.float().cpu()
+        nbest_scores[idx] = hyp.nbest_scores.float().cpu()
+    return Hypotheses(tokens, scores, nbest, nbest_scores)
 
 
 def decode_texts(model: Seq2Seq, src_ids: list[list[int]], tgt_tok, settings: DecodeSettings,
@@ -73,11 +86,28 @@ class Translations:
 
 def translate_lines(model: Seq2Seq, src_tok, tgt_tok, lines: list[str], settings: DecodeSettings,
                     device: torch.device) -> Translations:
-    """Raw lines -> one output line each (an empty input line gives an empty output line)."""
+    """Raw lines -> one output line each (an empty input line gives an empty output line).
+
+    A line of more than settings.max_input_tokens source pieces is cut to its first max_input_tokens
+    (a warning names the line and the key): no silent minutes on a line far beyond what training saw.
+    """
     keep = [i for i, line in enumerate(lines) if line.strip()]
-    src_ids = src_tok.encode([lines[i] for i in keep])
+    src_ids = cap_input_tokens(src_tok.encode([lines[i] for i in keep]), keep, settings.max_input_tokens)
     texts, hyp = decode_texts(model, src_ids, tgt_tok, settings, device)
     out = [""] * len(lines)
     for i, text in zip(keep, texts):
         out[i] = text
     return Translations(out, keep, src_ids, hyp)
+
+
+def cap_input_tokens(src_ids: list[list[int]], line_index: list[int], cap: int) -> list[list[int]]:
+    """Cut each id sequence to its first `cap` pieces; warn for each cut line (1-based line numbers from
+    line_index), the first few by name and the rest as a count."""
+    cut = [(line_index[k], len(ids)) for k, ids in enumerate(src_ids) if len(ids) > cap]
+    for i, n in cut[:5]:
+        log.warning("input line %d has %d source pieces, more than decode.max_input_tokens=%d: translating only "
+                    "its first %d pieces (the rest of the line is dropped); split the line, or raise "
+                    "decode.max_input_tokens", i + 1, n, cap, cap)
+    if len(cut) > 5:
+        log.warning("%d more input lines were cut to decode.max_input_tokens=%d pieces", len(cut) - 5, cap)
+    return [ids[:cap] for ids in src_ids]

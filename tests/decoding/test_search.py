@@ -1,4 +1,6 @@
 """Beam search: beam 1 equals greedy; a wider beam never finds a worse model log-probability."""
+import math
+
 import pytest
 import torch
 from helpers import BOS, EOS, overfit, real_batch, tiny_model
@@ -61,3 +63,117 @@ def test_maps_of_the_beam_output_match_stepwise_decoding(half_trained):
             state = out.state
             steps.append(out.attention["cross"][0])
         torch.testing.assert_close(m.maps["cross"], torch.cat(steps, 1), atol=1e-5, rtol=1e-5)
+
+
+# --- a model whose next-token distributions are fixed: the search's answer is known by hand ---
+
+A, B_, C = 4, 5, 6  # tokens a, b, c after PAD, UNK, BOS, EOS
+
+
+class FixedModel(torch.nn.Module):
+    """p(next | step, previous token) from a table; ignores the source. Rows not set: eos 0.98, c 0.02."""
+
+    def __init__(self, rows: dict[tuple[int, int], dict[int, float]], steps: int = 12, vocab: int = 7):
+        super().__init__()
+        table = torch.full((steps, vocab, vocab), 1e-12)
+        table[:, :, EOS], table[:, :, C] = 0.98, 0.02
+        for (t, prev), dist in rows.items():
+            table[t, prev] = 1e-12
+            for tok, p in dist.items():
+                table[t, prev, tok] = p
+        self.register_buffer("logp", table.log())
+
+    def encode(self, src, src_lengths):
+        from nmt.models.seq2seq import EncoderOutput
+        return EncoderOutput(torch.zeros(src.size(0), src.size(1), 1), src != 0)
+
+    def init_state(self, enc):
+        return {"t": torch.zeros(enc.memory.size(0), dtype=torch.long)}
+
+    def decode(self, tgt_in, enc, state):
+        from nmt.models.seq2seq import DecoderOutput
+        logits = self.logp[state["t"].clamp(max=self.logp.size(0) - 1), tgt_in[:, -1]]  # (N, V)
+        return DecoderOutput(logits[:, None], {"t": state["t"] + 1}, logits=logits[:, None])
+
+
+# [eos] has p 0.4 (normalised -0.916 with alpha = 1); [b c c c] + eos has p 0.25 * 0.98^4 (-1.467 raw,
+# -0.880 normalised over |Y| = 5); the a-branch ends at once with [a eos] (-0.990).
+SHORT_OR_LONG = {(0, BOS): {EOS: 0.4, A: 0.35, B_: 0.25}, (1, A): {EOS: 0.9, C: 0.1}, (1, B_): {C: 0.98, EOS: 0.02},
+                 (2, C): {C: 0.98, EOS: 0.02}, (3, C): {C: 0.98, EOS: 0.02}}
+
+
+def fixed_search(k: int, alpha: float, **kw):
+    """The search with the stop checked at every step (as early as possible), which must not change
+    the answer of checking only every 8 steps."""
+    src, lens = torch.tensor([[7, 8, EOS]]), torch.tensor([3])
+    hyp = beam_search(FixedModel(SHORT_OR_LONG), src, lens, k, BOS, EOS, alpha, 0.0, 10, check_every=1, **kw)
+    assert beam_search(FixedModel(SHORT_OR_LONG), src, lens, k, BOS, EOS, alpha, 0.0, 10, **kw).nbest == hyp.nbest
+    return hyp
+
+
+def test_finished_hypotheses_do_not_take_beam_slots():
+    """K = 2, alpha = 1: a beam that keeps [eos] in a slot drops the b-branch at step 1 and returns []."""
+    hyp = fixed_search(2, 1.0)
+    assert hyp.tokens == [[B_, C, C, C]]
+    torch.testing.assert_close(hyp.scores, torch.tensor([math.log(0.25) + 4 * math.log(0.98)]))
+    torch.testing.assert_close(hyp.nbest_scores[:, 0], hyp.scores / (10 / 6))
+
+
+def test_length_penalty_decides_between_short_and_long():
+    """alpha = 0 ranks by log-probability: [] (0.4) beats [b c c c] (0.24); alpha = 1 flips it."""
+    assert fixed_search(2, 0.0).tokens == [[]]
+    assert fixed_search(2, 1.0).tokens == [[B_, C, C, C]]
+
+
+def test_nbest_lists_distinct_hypotheses_best_first():
+    hyp = fixed_search(3, 1.0, nbest=3)
+    assert hyp.nbest[0] == [[B_, C, C, C], [], [A]]
+    norm = hyp.nbest_scores[0]
+    assert torch.all(norm[:-1] >= norm[1:])
+    torch.testing.assert_close(norm[1:], torch.tensor([math.log(0.4), (math.log(0.35) + math.log(0.9)) / (7 / 6)]))
+
+
+@pytest.mark.parametrize("alpha", [0.0, 1.0])
+def test_early_stop_equals_search_to_the_length_limit(half_trained, alpha):
+    """Stopping a sentence when no live beam can beat its best finished one never changes the answer:
+    checking every step (stop as early as possible) equals never checking (search to the limit)."""
+    model, src, src_len = half_trained
+    early = beam_search(model, src, src_len, 3, BOS, EOS, alpha, 1.5, 5, nbest=2, check_every=1)
+    full = beam_search(model, src, src_len, 3, BOS, EOS, alpha, 1.5, 5, nbest=2, check_every=10 ** 6)
+    assert early.nbest == full.nbest
+    torch.testing.assert_close(early.nbest_scores, full.nbest_scores)
+
+
+@pytest.fixture(scope="module")
+def half_trained_transformer(real_pairs):
+    from helpers import TINY_TRANSFORMER
+    torch.manual_seed(1)
+    sv, tv, src, src_len, tgt_in, tgt_out = real_batch(real_pairs)
+    model = tiny_model([], len(sv), len(tv), base=TINY_TRANSFORMER)
+    overfit(model, src, src_len, tgt_in, tgt_out, steps=25)
+    return model.eval(), src, src_len
+
+
+@pytest.mark.parametrize("which", ["half_trained", "half_trained_transformer"])
+def test_every_nbest_score_is_the_teacher_forced_log_prob(which, request):
+    """Raw and normalised scores of every n-best output equal a teacher-forced pass over it: fails if
+    the search pairs a hypothesis with another beam's state (e.g. the Transformer cache not reordered)."""
+    model, src, src_len = request.getfixturevalue(which)
+    alpha = 0.6
+    b = beam_search(model, src, src_len, 4, BOS, EOS, alpha, 1.5, 5, nbest=3)
+    for i, outputs in enumerate(b.nbest):
+        for n, toks in enumerate(outputs):
+            out, _ = model(src[i: i + 1, : src_len[i]], src_len[i: i + 1], torch.tensor([[BOS, *toks]]))
+            lp = out.logits.log_softmax(-1)[0].gather(-1, torch.tensor([*toks, EOS])[:, None]).sum()
+            if n == 0:
+                torch.testing.assert_close(b.scores[i], lp, atol=1e-4, rtol=1e-4)
+            lp_len = ((5 + len(toks) + 1) / 6) ** alpha
+            torch.testing.assert_close(b.nbest_scores[i, n], lp / lp_len, atol=1e-4, rtol=1e-4)
+
+
+def test_transformer_beam_one_equals_greedy(half_trained_transformer):
+    model, src, src_len = half_trained_transformer
+    g = greedy_decode(model, src, src_len, BOS, EOS, 1.5, 5)
+    b = beam_search(model, src, src_len, 1, BOS, EOS, 0.0, 1.5, 5)
+    assert b.tokens == g.tokens
+    torch.testing.assert_close(b.scores, g.scores)
