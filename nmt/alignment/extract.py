@@ -14,9 +14,13 @@ and source word i,
 each target word counts once). Link (i, j) for i = argmax_i W[j, i], or, with a threshold, every i
 with W[j, i] >= threshold. Rows without mass (a local-m query past its source) link nothing.
 
-Shift (Chen et al. 2020, Sec. 3): a decoder state at step t is computed from y_{t-1} and predicts
-y_t; the attention when y_t is the *input* (the row that predicts y_{t+1}) often aligns y_t better.
-With shift, target piece t uses row t + 1 (the final eos row serves the last piece).
+Shift (Chen et al. 2020, Sec. 3): the attention of the first step whose query has *read* target piece
+y_t often aligns y_t better than the row that predicts it. Forced steps are numbered from 0 (input bos,
+predicting y_0); target piece t is the input of step t + 1. In the Luong flow and the Transformer, row k's
+query (h_k) has read the input of step k, so piece t reads row t + 1 (offset 1; the eos row serves the last
+piece). In the Bahdanau flow, row k's query is s_{k-1}, which has read only the inputs up to step k - 1,
+so piece t reads row t + 2 (offset 2; one more eos is forced so the last piece has its row). The offset
+per model is nmt.alignment.corpus.shift_rows.
 """
 from __future__ import annotations
 
@@ -33,7 +37,7 @@ WORD_START = "▁"  # sentencepiece's word-start marker (U+2581)
 @dataclass
 class AlignSettings:
     """Mirrors the extraction keys of configs/align.yaml."""
-    shift: bool               # Chen et al. 2020: target piece t reads row t + 1
+    shift: bool               # Chen et al. 2020: target piece t reads row t + shift_rows(model)
     threshold: float | None   # None: argmax per target word; else every link with W[j, i] >= threshold
 
 
@@ -70,12 +74,14 @@ def word_matrix(piece_map: Tensor, src_words: list[int], tgt_words: list[int]) -
     return mean_tgt @ piece_map @ sum_src  # (Tw, Sw)
 
 
-def target_rows(sentence_map: Tensor, n_tgt_pieces: int, shift: bool) -> Tensor:
-    """sentence_map (T + 1, S): rows of the output pieces + eos -> (T, S) the row read for each target
-    piece: row t, or row t + 1 with shift."""
-    if sentence_map.size(0) != n_tgt_pieces + 1:
-        raise ValueError(f"a map with {sentence_map.size(0)} rows for {n_tgt_pieces} target pieces + eos")
-    return sentence_map[1:] if shift else sentence_map[:-1]  # (T, S)
+def target_rows(sentence_map: Tensor, n_tgt_pieces: int, offset: int) -> Tensor:
+    """sentence_map (T + max(offset, 1), S): rows of the forced steps (output pieces + eos, + one more eos
+    for offset 2) -> (T, S) row t + offset for target piece t (offset 0: no shift)."""
+    rows = n_tgt_pieces + max(offset, 1)
+    if sentence_map.size(0) != rows:
+        raise ValueError(f"a map with {sentence_map.size(0)} rows for {n_tgt_pieces} target pieces and a row "
+                         f"offset of {offset} (expected {rows} rows)")
+    return sentence_map[offset: offset + n_tgt_pieces]  # (T, S)
 
 
 def links_from_matrix(W: Tensor, threshold: float | None) -> set[Link]:
@@ -88,11 +94,12 @@ def links_from_matrix(W: Tensor, threshold: float | None) -> set[Link]:
     return {(int(i), int(j)) for i, j in zip(i_idx, j_idx) if live[j]}
 
 
-def sentence_links(sentence_map: Tensor, src_words: list[int], tgt_words: list[int],
-                   settings: AlignSettings) -> set[Link]:
-    """One sentence: map (T + 1, S) over pieces (+ the eos row) -> word links {(src word, tgt word)}."""
-    rows = target_rows(sentence_map.float(), len(tgt_words), settings.shift)  # (T, S)
-    return links_from_matrix(word_matrix(rows, src_words, tgt_words), settings.threshold)
+def sentence_links(sentence_map: Tensor, src_words: list[int], tgt_words: list[int], offset: int,
+                   threshold: float | None) -> set[Link]:
+    """One sentence: map (T + max(offset, 1), S) over pieces (+ eos rows) -> word links {(src word, tgt word)},
+    target piece t read from row t + offset (target_rows)."""
+    rows = target_rows(sentence_map.float(), len(tgt_words), offset)  # (T, S)
+    return links_from_matrix(word_matrix(rows, src_words, tgt_words), threshold)
 
 
 def argmax_alignments(maps: dict[str, Tensor], src_pieces: list[str], out_pieces: list[str]) -> dict[str, set[Link]]:
@@ -101,8 +108,7 @@ def argmax_alignments(maps: dict[str, Tensor], src_pieces: list[str], out_pieces
     if not src_pieces or not out_pieces:
         return {}
     src_w, out_w = piece_words(src_pieces), piece_words(out_pieces)
-    argmax = AlignSettings(shift=False, threshold=None)
-    return {name: sentence_links(m, src_w, out_w, argmax) for name, m in selections(maps).items()}
+    return {name: sentence_links(m, src_w, out_w, 0, None) for name, m in selections(maps).items()}
 
 
 def is_cross(slot: str) -> bool:

@@ -6,6 +6,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from nmt.models.rnn import RNNEncoder
 from nmt.models.seq2seq import Seq2Seq
 
 FAMILIES = ("rnn", "transformer", "hybrid")
@@ -67,6 +68,16 @@ def check_labels(cfg: DictConfig) -> None:
                              "`label: global-${.score}/${.flow}`")
 
 
+def check_rnn_depths(cfg: DictConfig, encoder: nn.Module) -> None:
+    """An RNN decoder starts from the final states of the RNN encoder's top num_layers layers
+    (RNNDecoder.init_state, through the bridge), so it can be at most as deep as that encoder. (A Transformer
+    encoder has no final states: every decoder layer starts from the mean of its memory.)"""
+    if isinstance(encoder, RNNEncoder) and cfg.decoder.num_layers > cfg.encoder.num_layers:
+        raise ValueError(f"model.decoder.num_layers={cfg.decoder.num_layers} is more than model.encoder.num_layers="
+                         f"{cfg.encoder.num_layers}: each decoder layer starts from one encoder layer's final state; "
+                         "set model.encoder.num_layers >= model.decoder.num_layers")
+
+
 def build_model(cfg: DictConfig, src_vocab: int, tgt_vocab: int, pad_id: int) -> Seq2Seq:
     """cfg = the `model` node. Raises ValueError with the valid options on a bad config."""
     if cfg.family not in FAMILIES:
@@ -78,6 +89,7 @@ def build_model(cfg: DictConfig, src_vocab: int, tgt_vocab: int, pad_id: int) ->
         if "flow" not in cfg.attention:
             raise ValueError("model.attention.flow is missing: an RNN decoder's attention needs flow: luong "
                              "(attend with h_t) or flow: bahdanau (attend with s_{t-1})")
+        check_rnn_depths(cfg, encoder)
         attention = build_attention(cfg.attention, cfg.decoder.hidden_size, encoder.output_dim)
         flow = cfg.attention.flow
         final_dim = encoder.final_dim or encoder.output_dim  # None: a Transformer encoder

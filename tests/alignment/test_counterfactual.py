@@ -105,8 +105,10 @@ def test_identical_keys_make_every_counterfactual_a_no_op(name):
 
 
 def test_kendall_tau_matches_scipy_with_ties():
-    x = torch.tensor([[0.1, 0.4, 0.4, 0.0, 0.9], [1.0, 1.0, 1.0, 1.0, 1.0]])
-    y = torch.tensor([[1.0, 3.0, 2.0, 2.0, 5.0], [1.0, 2.0, 3.0, 4.0, 5.0]])
-    tau = kendall_tau(x, y)
+    x = torch.tensor([[0.1, 0.4, 0.4, 0.0, 0.9], [1.0, 1.0, 1.0, 1.0, 1.0], [0.3, 0.1, 0.2, 7.0, -1.0]])
+    y = torch.tensor([[1.0, 3.0, 2.0, 2.0, 5.0], [1.0, 2.0, 3.0, 4.0, 5.0], [0.5, 0.4, 0.1, -9.0, 9.0]])
+    valid = torch.tensor([[True] * 5, [True] * 5, [True, True, True, False, False]])  # row 2: padding at the end
+    tau = kendall_tau(x, y, valid)
     assert tau[0].item() == pytest.approx(kendalltau(x[0], y[0]).statistic)
     assert math.isnan(tau[1].item())  # a constant row has no ranking
+    assert tau[2].item() == pytest.approx(kendalltau(x[2, :3], y[2, :3]).statistic)  # padding ignored

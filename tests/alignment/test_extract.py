@@ -3,13 +3,14 @@ import pytest
 import torch
 from helpers import BOS, EOS, PAD, overfit, tiny_model
 
-from nmt.alignment.corpus import align_ids, score_all
+from nmt.alignment.corpus import align_ids, score_all, shift_rows
 from nmt.alignment.links import GoldAlignment
 from nmt.alignment.extract import (AlignSettings, last_selection, links_from_matrix, piece_words, selections,
                                    sentence_links, word_matrix)
 from nmt.data.batching import collate
 from nmt.data.corpus import ToyCorpus
 from nmt.data.tokenizer import SubwordTokenizer, train_sentencepiece
+from nmt.decoding.inspect import output_maps
 
 SRC = ["▁Ein", "▁Hund", "e", "▁läuft", "."]   # words: Ein | Hunde | läuft.
 TGT = ["▁A", "▁dog", "s", "▁runs"]             # words: A | dogs | runs
@@ -36,13 +37,47 @@ def test_word_matrix_sums_source_pieces_and_averages_target_pieces():
 
 def test_argmax_threshold_and_shift():
     src_w, tgt_w = piece_words(SRC), piece_words(TGT)
-    assert sentence_links(MAP, src_w, tgt_w, AlignSettings(False, None)) == {(0, 0), (1, 1), (2, 2)}
+    assert sentence_links(MAP, src_w, tgt_w, 0, None) == {(0, 0), (1, 1), (2, 2)}
     # threshold 0.35 keeps dogs->läuft. (0.4) too; 0.5 keeps only the argmax links here
-    assert sentence_links(MAP, src_w, tgt_w, AlignSettings(False, 0.35)) == {(0, 0), (1, 1), (2, 1), (2, 2)}
-    assert sentence_links(MAP, src_w, tgt_w, AlignSettings(False, 0.5)) == {(0, 0), (1, 1), (2, 2)}
+    assert sentence_links(MAP, src_w, tgt_w, 0, 0.35) == {(0, 0), (1, 1), (2, 1), (2, 2)}
+    assert sentence_links(MAP, src_w, tgt_w, 0, 0.5) == {(0, 0), (1, 1), (2, 2)}
     # shift: piece t reads row t + 1: A <- ▁dog row (0, .8, .2); dogs <- mean(s, ▁runs) = (.05, .2, .75);
     # runs <- eos row (.1, .4, .5)
-    assert sentence_links(MAP, src_w, tgt_w, AlignSettings(True, None)) == {(1, 0), (2, 1), (2, 2)}
+    assert sentence_links(MAP, src_w, tgt_w, 1, None) == {(1, 0), (2, 1), (2, 2)}
+    # offset 2 (Bahdanau flow) needs one more row: A <- s row (0, .4, .6), dogs <- mean(▁runs, eos) =
+    # (.1, .2, .7), runs <- the second eos row
+    extra = torch.cat([MAP, torch.tensor([[0.0, 0.9, 0.05, 0.05, 0.0]])])  # (T + 2, S)
+    assert sentence_links(extra, src_w, tgt_w, 2, None) == {(2, 0), (2, 1), (1, 2)}
+    with pytest.raises(ValueError, match="expected 6 rows"):
+        sentence_links(MAP, src_w, tgt_w, 2, None)
+
+
+class PieceTok:
+    """Every id is one word piece "▁<id>"; the special ids of helpers."""
+    pad_id, bos_id, eos_id = PAD, BOS, EOS
+
+    def pieces(self, ids):
+        return [f"▁{i}" for i in ids]
+
+
+@pytest.mark.parametrize("attention,offset", [("bahdanau", 2), ("luong_general", 1), ("transformer", 1)])
+def test_shift_reads_the_first_row_whose_query_has_read_the_piece(attention, offset):
+    """Changing target piece t first changes row t + shift_rows: the Bahdanau flow attends with s_{t-1}."""
+    from helpers import TINY_TRANSFORMER
+    model = (tiny_model([], base=TINY_TRANSFORMER) if attention == "transformer"
+             else tiny_model([f"model/attention={attention}"])).eval()
+    assert shift_rows(model) == offset
+    src, tgt, tok = [4, 5, 6, 7], [8, 9, 10, 11], PieceTok()
+    forced = lambda t: output_maps(model, [src], [t + [EOS]], tok, torch.device("cpu"))[0].maps  # noqa: E731
+    slot = "cross" if attention != "transformer" else "dec.1.cross"
+    base = forced(tgt)[slot].mean(0)  # (T + 2, S)
+    for t in range(len(tgt)):
+        moved = (forced(tgt[:t] + [20] + tgt[t + 1:])[slot].mean(0) - base).abs().amax(-1) > 1e-6  # (T + 2,)
+        assert int(moved.float().argmax()) == t + offset  # the first row that saw the new piece
+    selection = slot if attention != "transformer" else f"{slot}:mean"
+    links = align_ids(model, [src], [tgt], tok, tok, AlignSettings(True, None), torch.device("cpu"), 4)[selection]
+    rows = base[offset: offset + len(tgt)]  # (T, S) the rows read with shift
+    assert links[0] == {(int(rows[j].argmax()), j) for j in range(len(tgt))}
 
 
 def test_rows_without_mass_link_nothing():
@@ -101,5 +136,5 @@ def test_global_attention_aligns_toy_tasks_and_random_attention_does_not(tmp_pat
     random_links = []
     for s, t in zip(src_ids, tgt_ids):
         rand = torch.distributions.Dirichlet(torch.ones(len(s))).sample((len(t) + 1,))  # (T + 1, S)
-        random_links.append(sentence_links(rand, list(range(len(s))), list(range(len(t))), AlignSettings(False, None)))
+        random_links.append(sentence_links(rand, list(range(len(s))), list(range(len(t))), 0, None))
     assert score_all({"random": random_links}, golds)["random"]["aer"] > 0.5

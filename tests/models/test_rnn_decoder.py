@@ -69,3 +69,13 @@ def test_maps_are_collected_only_when_asked_for():
     assert out.attention == {} and out.centres == {}
     out, _ = model(src, src_len, torch.tensor([[2, 4, 9]]), need_weights=True)
     assert out.attention["cross"].shape == (1, 1, 3, 5) and out.centres["cross"].shape == (1, 3)
+
+
+def test_decoder_deeper_than_its_rnn_encoder_is_a_config_error():
+    """Each decoder layer starts from one encoder layer's final state: 2 over 1 used to crash inside the LSTM."""
+    with pytest.raises(ValueError, match=r"model\.decoder\.num_layers=2 is more than model\.encoder\.num_layers=1"):
+        tiny_model(["model.decoder.num_layers=2", "model.encoder.num_layers=1"])
+    model = tiny_model(["model.decoder.num_layers=1", "model.encoder.num_layers=2"]).eval()  # shallower is fine
+    src, src_len = pad_batch([[5, 6, 7]], eos=True)
+    out, _ = model(src, src_len, torch.tensor([[2, 4]]))
+    assert out.logits.shape == (1, 2, 30)
