@@ -7,8 +7,8 @@ import json
 import logging
 import os
 import random
+import secrets
 import sys
-import tempfile
 from pathlib import Path
 from typing import BinaryIO, Callable
 
@@ -24,7 +24,7 @@ def atomic_write(path: Path | str, write: Callable[[BinaryIO], None]) -> None:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = create_temp(path)
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
@@ -39,6 +39,21 @@ def atomic_write(path: Path | str, write: Callable[[BinaryIO], None]) -> None:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+def create_temp(path: Path) -> tuple[int, str]:
+    """A new temporary file beside path, opened for writing: (fd, its path).
+
+    Created with mode 0o666 so the umask decides the final mode, as for any file open() creates
+    (tempfile.mkstemp would give 0600, and the renamed file would keep it).
+    """
+    for _ in range(100):
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666), str(tmp)
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free temporary name beside {path} after 100 tries")
 
 
 def atomic_write_bytes(path: Path | str, data: bytes) -> None:

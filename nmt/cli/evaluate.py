@@ -7,17 +7,26 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from nmt.cli.common import config_dir
+from nmt.cli.errors import precheck, user_errors
 from nmt.common import pick_device, setup_logging
 from nmt.decoding import DecodeSettings
 from nmt.evaluation.evaluate import evaluate_run
 
+PROG = "nmt-evaluate"
+
 
 @hydra.main(config_path=config_dir(), config_name="evaluate", version_base="1.3")
-def main(cfg: DictConfig) -> None:
+def run(cfg: DictConfig) -> None:
     setup_logging()
-    decode = DecodeSettings(**OmegaConf.to_container(cfg.decode))
-    result = evaluate_run(cfg.run_dir, cfg.split, cfg.checkpoint, decode, pick_device(cfg.device), cfg.data_root)
+    with user_errors(PROG):
+        decode = DecodeSettings(**OmegaConf.to_container(cfg.decode))
+        result = evaluate_run(cfg.run_dir, cfg.split, cfg.checkpoint, decode, pick_device(cfg.device), cfg.data_root)
     print(json.dumps(result, indent=2))
+
+
+def main() -> None:
+    precheck(PROG, "evaluate")
+    run()
 
 
 if __name__ == "__main__":

@@ -10,13 +10,22 @@ from omegaconf import DictConfig
 
 from nmt.alignment.explain import explain_run
 from nmt.cli.common import config_dir
+from nmt.cli.errors import precheck, user_errors
 from nmt.common import setup_logging
+
+PROG = "nmt-explain"
 
 
 @hydra.main(config_path=config_dir(), config_name="explain", version_base="1.3")
-def main(cfg: DictConfig) -> None:
+def run(cfg: DictConfig) -> None:
     setup_logging()
-    explain_run(cfg)
+    with user_errors(PROG):
+        explain_run(cfg)
+
+
+def main() -> None:
+    precheck(PROG, "explain")
+    run()
 
 
 if __name__ == "__main__":

@@ -1,29 +1,93 @@
-"""nmt-train: compose the Hydra config (configs/train.yaml) and call nmt.training.session.train."""
+"""nmt-train: compose the Hydra config (configs/train.yaml) and call nmt.training.session.train.
+
+Before Hydra runs (and writes .hydra/ and train.log), the config is composed and checked here, a
+resume is turned into the run's own stored config plus the overrides given now, and the run dir's
+lock is taken: a refused run writes nothing. Multiruns and Hydra flags go to Hydra unchecked
+(train() still checks each job).
+"""
 from __future__ import annotations
 
+import os
+import re
 import sys
+from contextlib import nullcontext
+from pathlib import Path
 
 import hydra
 import torch
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from nmt.cli.common import config_dir, default_trainer_override, register_resolvers
-from nmt.training.session import train
+from nmt.cli.errors import CONFIG_ERRORS, UserError, compose_checked, hydra_flags, newest_runs, user_errors
+from nmt.training.run_dir import check_run_dir, check_unlocked, resume_config, run_lock
+from nmt.training.session import check_config, train
+
+PROG = "nmt-train"
 
 
-@hydra.main(config_path=config_dir(), config_name="train", version_base="1.3")
-def _hydra_main(cfg: DictConfig) -> float:
-    if cfg.run_dir is None:  # outputs/<date>/<time>, or a multirun job's sweep subdirectory
-        cfg.run_dir = HydraConfig.get().runtime.output_dir
-    metrics = train(cfg)
-    return metrics.get("valid", {}).get("bleu", 0.0)
+def resuming(args: list[str]) -> bool:
+    return any(re.fullmatch(r"\+*trainer\.resume=(?i:true)", a) for a in args)
+
+
+def resumed(given: DictConfig, overrides: list[str]) -> DictConfig:
+    """The run's stored config.yaml with the overrides given now (nmt.training.run_dir.resume_config)."""
+    if given.run_dir is None:
+        raise UserError(f"trainer.resume=true needs run_dir=<the run to continue>{newest_runs()}")
+    stored = Path(given.run_dir) / "config.yaml"
+    if not stored.is_file():
+        raise UserError(f"trainer.resume=true but run_dir={given.run_dir} holds no run (no config.yaml); "
+                        f"set run_dir to the directory of the run to continue{newest_runs()}")
+    named = [o.lstrip("+~").split("=", 1)[0] for o in overrides]
+    return resume_config(OmegaConf.load(stored), compose_checked("train", []), given, named)
+
+
+def prepare(args: list[str]) -> DictConfig:
+    """Compose, resume, check every value and the run dir; nothing is written."""
+    cfg = compose_checked("train", args)
+    if cfg.trainer.resume:
+        cfg = resumed(cfg, args)
+    check_config(cfg)
+    if cfg.run_dir is not None:
+        if main_rank():
+            check_unlocked(Path(cfg.run_dir))
+        check_run_dir(Path(cfg.run_dir), cfg.trainer.resume)
+    return cfg
+
+
+def main_rank() -> bool:
+    """Not a torchrun worker of rank > 0 (rank 0 holds the run dir's lock for all)."""
+    return os.environ.get("RANK", "0") == "0"
+
+
+def run_hydra(prepared: DictConfig | None) -> None:
+    """Hydra's run (its output dir, train.log, multirun) around train(); the prepared config wins."""
+    @hydra.main(config_path=config_dir(), config_name="train", version_base="1.3")
+    def task(cfg: DictConfig) -> float:
+        cfg = prepared if prepared is not None else cfg
+        if cfg.run_dir is None:  # outputs/<date>/<time>, or a multirun job's sweep subdirectory
+            cfg.run_dir = HydraConfig.get().runtime.output_dir
+        with user_errors(PROG):
+            metrics = train(cfg)
+        return metrics.get("valid", {}).get("bleu", 0.0)
+    task()
 
 
 def main() -> None:
     register_resolvers()
-    sys.argv = [sys.argv[0], *default_trainer_override(sys.argv[1:], torch.cuda.is_available())]
-    _hydra_main()
+    args = sys.argv[1:]
+    if not resuming(args):  # a resume keeps the run's own trainer group (in its config.yaml)
+        args = default_trainer_override(args, torch.cuda.is_available())
+    prepared = None
+    if not hydra_flags(args):
+        with user_errors(PROG, CONFIG_ERRORS):
+            prepared = prepare(args)
+    if prepared is not None and prepared.trainer.resume:
+        args = [*args, "hydra.output_subdir=null"]  # keep the run's .hydra/overrides.yaml: its first command
+    sys.argv = [sys.argv[0], *args]
+    hold = prepared is not None and prepared.run_dir is not None and main_rank()
+    with user_errors(PROG, CONFIG_ERRORS), run_lock(Path(prepared.run_dir)) if hold else nullcontext():
+        run_hydra(prepared)
 
 
 if __name__ == "__main__":

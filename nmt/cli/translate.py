@@ -8,23 +8,37 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from nmt.cli.common import config_dir
+from nmt.cli.errors import precheck, user_errors
 from nmt.common import pick_device, setup_logging
-from nmt.data.corpus import read_lines
-from nmt.decoding import DecodeSettings, translate_lines
+from nmt.data.corpus import numbered_stream, read_lines
+from nmt.decoding import DecodeSettings, nbest_lines, translate_lines
 from nmt.logging.explorer import save_translation_explorer
 from nmt.training.run_dir import load_trained
 
+PROG = "nmt-translate"
+
 
 def read_input(source: str) -> list[str]:
-    """input=- reads stdin, else the file (UTF-8, one sentence per line)."""
-    if source == "-":
-        return [line.rstrip("\n") for line in sys.stdin]
+    """input=- reads stdin, else the file: UTF-8, one sentence per line, split on \\n only; invalid
+    UTF-8 names the line and the bytes either way (nmt.data.corpus.numbered_stream / read_lines)."""
+    if source == "-":  # the bytes, not sys.stdin's text: its locale decoding would let bad bytes through
+        return [line for _, line in numbered_stream(sys.stdin.buffer, "standard input (input=-)")]
     return read_lines(source, "input")
 
 
+def main() -> None:
+    precheck(PROG, "translate")
+    run()
+
+
 @hydra.main(config_path=config_dir(), config_name="translate", version_base="1.3")
-def main(cfg: DictConfig) -> None:
+def run(cfg: DictConfig) -> None:
     setup_logging()
+    with user_errors(PROG):
+        translate(cfg)
+
+
+def translate(cfg: DictConfig) -> None:
     device = pick_device(cfg.device)
     trained = load_trained(Path(cfg.run_dir), cfg.checkpoint, device)
     decode = DecodeSettings(**OmegaConf.to_container(cfg.decode))
@@ -34,7 +48,8 @@ def main(cfg: DictConfig) -> None:
         save_translation_pngs(Path(cfg.attention_png), trained, result, device)
     if cfg.explorer is not None:
         save_translation_explorer(Path(cfg.explorer), trained, result, device)
-    sys.stdout.write("".join(line + "\n" for line in result.lines))
+    lines = result.lines if decode.nbest == 1 else nbest_lines(result, trained.tgt_tok, len(result.lines))
+    sys.stdout.write("".join(line + "\n" for line in lines))
 
 
 if __name__ == "__main__":

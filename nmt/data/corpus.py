@@ -19,6 +19,7 @@ import zlib
 from collections.abc import Iterable, Iterator
 from itertools import islice, zip_longest
 from pathlib import Path
+from typing import BinaryIO
 
 import datasets
 
@@ -56,10 +57,16 @@ def numbered_lines(path: Path) -> Iterator[tuple[int, str]]:
     """
     try:
         with (gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")) as f:
-            for line_no, raw in enumerate(f, start=1):
-                yield line_no, decode_utf8(raw, path, line_no).rstrip("\r\n")
+            yield from numbered_stream(f, path)
     except (OSError, EOFError) as e:  # gzip.BadGzipFile is an OSError
         raise CorpusError(f"{path}: cannot read file ({e}); check that it is a complete text or .gz file") from e
+
+
+def numbered_stream(f: BinaryIO, where) -> Iterator[tuple[int, str]]:
+    """(1-based line number, text) of an open binary stream, split and checked as numbered_lines does;
+    `where` names the stream in errors (a path, or e.g. "standard input (input=-)")."""
+    for line_no, raw in enumerate(f, start=1):
+        yield line_no, decode_utf8(raw, where, line_no).rstrip("\r\n")
 
 
 def read_lines(path: str | Path, key: str) -> list[str]:

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
-import tempfile
 from collections.abc import Iterable, Iterator
 from itertools import chain
 from pathlib import Path
@@ -167,7 +167,8 @@ class SplitWriter:
     def __init__(self, final: Path, dtype: np.dtype, keep_text: bool):
         self.final, self.dtype, self.keep_text = final, np.dtype(dtype), keep_text
         final.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
+        self.tmp = final.parent / f".{final.name}.{secrets.token_hex(4)}.tmp"
+        self.tmp.mkdir(mode=0o777)  # the umask decides the mode (mkdtemp would give 0700)
         self.files = {side: open(self.tmp / f"{side}.ids.bin", "wb") for side in SIDES}
         self.lengths: dict[str, list[np.ndarray]] = {side: [] for side in SIDES}
         self.text: dict[str, list[str]] = {side: [] for side in SIDES}

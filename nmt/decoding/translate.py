@@ -111,3 +111,16 @@ def cap_input_tokens(src_ids: list[list[int]], line_index: list[int], cap: int) 
     if len(cut) > 5:
         log.warning("%d more input lines were cut to decode.max_input_tokens=%d pieces", len(cut) - 5, cap)
     return [ids[:cap] for ids in src_ids]
+
+
+def nbest_lines(result: Translations, tgt_tok, n_inputs: int) -> list[str]:
+    """`index ||| text ||| score` per hypothesis, best first, as fairseq and Moses write n-best lists:
+    index is the 0-based input line, score the length-normalised log-probability (GNMT Eq. 14). An
+    empty input line gives one empty hypothesis with score 0."""
+    hyp = result.hyp
+    per_line: dict[int, list[str]] = {i: [f"{i} |||  ||| 0.0000"] for i in range(n_inputs)}
+    for k, i in enumerate(result.decoded):
+        texts = tgt_tok.decode(hyp.nbest[k])
+        per_line[i] = [f"{i} ||| {text} ||| {float(score):.4f}" for text, score in zip(texts, hyp.nbest_scores[k])
+                       if score > float("-inf")]  # fewer finished hypotheses than nbest: none is made up
+    return [line for i in range(n_inputs) for line in per_line[i]]

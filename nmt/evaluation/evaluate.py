@@ -4,12 +4,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from hydra.utils import instantiate
 
 from nmt.common import write_json
 from nmt.decoding import DecodeSettings, decode_texts
 from nmt.evaluation.metrics import corpus_scores
-from nmt.training.run_dir import load_trained
+from nmt.training.run_dir import load_split, load_trained
 
 
 def evaluate_run(run_dir: Path, split: str, checkpoint: str, decode: DecodeSettings, device: torch.device,
@@ -17,15 +16,12 @@ def evaluate_run(run_dir: Path, split: str, checkpoint: str, decode: DecodeSetti
     """Decode `split` (a run's train/valid/test, or a corpus split name) with a checkpoint of the run
     (best | last | path); writes <split>.<ckpt>.beam<K>.hyp.txt and .scores.json into the run dir.
 
-    data_root replaces the data.root stored in the run (e.g. on another machine).
+    data_root replaces the data.root stored in the run (e.g. on another machine), for every corpus kind.
     """
     run_dir = Path(run_dir)
-    trained = load_trained(run_dir, checkpoint, device)
-    data = trained.cfg.data
-    if data_root is not None:
-        data.corpus.root = data_root
-    split_name = data.splits.get(split, split)
-    ds = instantiate(data.corpus).load(split_name)
+    trained = load_trained(run_dir, checkpoint, device, data_root)
+    split_name = trained.cfg.data.splits.get(split, split)
+    ds = load_split(trained, split)
     texts, _ = decode_texts(trained.model, trained.src_tok.encode(ds["src"]), trained.tgt_tok, decode, device)
     scores = corpus_scores(texts, ds["tgt"])
     stem = f"{split}.{checkpoint if checkpoint in ('best', 'last') else 'ckpt'}.beam{decode.beam_size}"

@@ -9,6 +9,7 @@ word alignment of the selected slot/head (nmt.alignment, argmax per output word)
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
@@ -37,37 +38,58 @@ def slot_data(slot: str, probe: Probe, half_width: int | None) -> dict:
     return data
 
 
-def probe_data(probe: Probe, half_width: int | None) -> dict:
-    """Tokens, slots and the word alignment of every cross-attention selection of one probe."""
+def probe_data(probe: Probe, half_width: int | None, label: str, reference: str | None) -> dict:
+    """Tokens, slots and the word alignment of every cross-attention selection of one probe; `label` names
+    its button (an input line or validation sentence number), `reference` is shown when not None."""
     alignments = argmax_alignments(probe.maps, probe.src_pieces, probe.out_pieces[:-1])
     src_words, out_words = piece_text_words(probe.src_pieces), piece_text_words(probe.out_pieces[:-1])
-    return {"source": " ".join(src_words), "output": " ".join(out_words), "src_words": src_words,
-            "out_words": out_words,
+    return {"label": label, "reference": reference, "source": " ".join(src_words), "output": " ".join(out_words),
+            "src_words": src_words, "out_words": out_words,
             "alignments": {name: [list(link) for link in sorted(links)] for name, links in alignments.items()},
             "slots": {slot: slot_data(slot, probe, half_width) for slot in probe.maps}}
 
 
-def explorer_html(probes: list[Probe], title: str, half_width: int | None) -> str:
+@dataclass(frozen=True)
+class ProbeLabels:
+    """How the page names its sentences: the bar's heading ("input line"), each button's label ("3")
+    and each sentence's reference (None: none known)."""
+    kind: str
+    labels: list[str]
+    references: list[str | None]
+
+
+def explorer_html(probes: list[Probe], title: str, half_width: int | None, names: ProbeLabels) -> str:
     """The page for `probes`; half_width D of an RNN's local window (None: no window drawn)."""
-    if not probes:
-        raise ValueError("explorer.html needs at least one probe sentence (logger.probe_sentences >= 1)")
+    if not probes:  # callers say which of their inputs was empty; this guards the page itself
+        raise ValueError("explorer.html needs at least one sentence")
+    if not len(probes) == len(names.labels) == len(names.references):
+        raise ValueError(f"{len(probes)} probes but {len(names.labels)} labels, {len(names.references)} references")
     template = resources.files("nmt.logging").joinpath("explorer_template.html").read_text(encoding="utf-8")
-    data = json.dumps({"title": title, "probes": [probe_data(p, half_width) for p in probes]}, ensure_ascii=False)
+    data = json.dumps({"title": title, "kind": names.kind,
+                       "probes": [probe_data(p, half_width, label, ref)
+                                  for p, label, ref in zip(probes, names.labels, names.references)]},
+                      ensure_ascii=False)
     return template.replace(PLACEHOLDER, data.replace("</", "<\\/"))  # no "</script>" inside the JSON
 
 
-def write_explorer(path: str | Path, probes: list[Probe], title: str, half_width: int | None) -> Path:
-    atomic_write_text(path, explorer_html(probes, title, half_width))
+def write_explorer(path: str | Path, probes: list[Probe], title: str, half_width: int | None,
+                   names: ProbeLabels) -> Path:
+    atomic_write_text(path, explorer_html(probes, title, half_width, names))
     return Path(path)
 
 
 def save_translation_explorer(path: Path, trained, result, device) -> Path:
-    """One explorer.html page with every sentence nmt-translate decoded (a TrainedRun, its Translations)."""
+    """One explorer.html page with every sentence nmt-translate decoded (a TrainedRun, its Translations);
+    buttons are labelled by input line (1-based; empty lines have no button)."""
+    if not result.decoded:
+        raise ValueError(f"explorer={path}: the input has no non-empty line, so there is no translation to "
+                         "explore; give at least one sentence (on stdin or with input=<file>), or drop explorer=")
     from nmt.decoding.inspect import output_maps
     maps = output_maps(trained.model, result.src_ids, result.hyp.tokens, trained.tgt_tok, device)
     probes = [to_probe(m, trained.src_tok, trained.tgt_tok) for m in maps]
+    names = ProbeLabels("input line", [str(i + 1) for i in result.decoded], [None] * len(probes))
     return write_explorer(path, probes, "nmt-translate: attention of the translations",
-                          local_half_width(trained.cfg.model))
+                          local_half_width(trained.cfg.model), names)
 
 
 def local_half_width(model_cfg) -> int | None:
@@ -84,5 +106,15 @@ def write_run_explorer(run_dir: str | Path) -> Path:
         raise FileNotFoundError(f"{saved} not found; train with logger.probe_sentences >= 1 to save probe maps")
     probes = [Probe(**p) for p in torch.load(saved, weights_only=True)]
     cfg = OmegaConf.load(run_dir / "config.yaml")
+    names = ProbeLabels("validation sentence", [str(i + 1) for i in range(len(probes))],
+                        valid_references(run_dir, len(probes)))
     return write_explorer(run_dir / "explorer.html", probes, f"{run_dir.name}: attention of the final model",
-                          local_half_width(cfg.model))
+                          local_half_width(cfg.model), names)
+
+
+def valid_references(run_dir: Path, n: int) -> list[str | None]:
+    """The first n lines of <run_dir>/valid.ref.txt (the probes are the first validation sentences), split
+    on \\n only as the trainer wrote them; None for each when the file is missing."""
+    refs = run_dir / "valid.ref.txt"
+    lines = refs.read_text(encoding="utf-8").split("\n") if refs.is_file() else []
+    return [lines[i] if i < len(lines) else None for i in range(n)]

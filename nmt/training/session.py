@@ -8,7 +8,10 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import dataclass
+import types
+import typing
+from contextlib import nullcontext
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import torch
@@ -29,10 +32,14 @@ from nmt.models.build import build_model, check_labels
 from nmt.training import checkpoint as ckpt
 from nmt.training.distributed import DistInfo, init_distributed, shutdown
 from nmt.training.optim import OptimSettings
-from nmt.training.run_dir import check_run_dir, run_meta, save_run_files
-from nmt.training.trainer import Trainer, TrainerParts, TrainSettings, ValidData
+from nmt.training.run_dir import absolute_data_paths, check_run_dir, run_lock, run_meta, save_run_files
+from nmt.training.trainer import Trainer, TrainerParts, TrainSettings, ValidData, check_meta
 
 log = logging.getLogger("nmt.train")
+
+
+class EvaluationInterrupted(RuntimeError):
+    """Ctrl-C during the final evaluation: training is done and checkpointed; a resume finishes it."""
 
 
 @dataclass(frozen=True)
@@ -48,14 +55,42 @@ def check_config(cfg: DictConfig) -> RunSettings:
     """Validate every group before any data is read: a bad value raises ValueError naming the key,
     the value and the valid choices. The model is built once with an 8-token vocabulary (on the meta
     device it would be free of memory, but its first use imports torch's meta kernels: ~10 s)."""
-    settings = RunSettings(TrainSettings(**OmegaConf.to_container(cfg.trainer, resolve=True)),
-                           OptimSettings(**OmegaConf.to_container(cfg.optim, resolve=True)),
-                           DecodeSettings(**OmegaConf.to_container(cfg.decode, resolve=True)),
-                           ProbeSettings(**{k: cfg.logger[k] for k in ProbeSettings.__dataclass_fields__}))
+    settings = RunSettings(typed(TrainSettings, "trainer", OmegaConf.to_container(cfg.trainer, resolve=True)),
+                           typed(OptimSettings, "optim", OmegaConf.to_container(cfg.optim, resolve=True)),
+                           typed(DecodeSettings, "decode", OmegaConf.to_container(cfg.decode, resolve=True)),
+                           typed(ProbeSettings, "logger",
+                                 {k: cfg.logger[k] for k in ProbeSettings.__dataclass_fields__}))
     check_labels(cfg.model)
     build_model(cfg.model, 8, 8, 0)
     instantiate(cfg.data.corpus)  # corpus arguments; no file is opened until load()
     return settings
+
+
+def typed(cls: type, group: str, values: dict):
+    """cls(**values) after checking each value against the field's type: `trainer.max_steps=abc` is a
+    ValueError naming the key, not a TypeError deep inside the loop."""
+    hints = typing.get_type_hints(cls)
+    for f in fields(cls):
+        if f.name in values and not fits(values[f.name], hints[f.name]):
+            want = " or ".join(t.__name__ for t in typing.get_args(hints[f.name]) or [hints[f.name]])
+            raise ValueError(f"{group}.{f.name}={values[f.name]!r} must be of type {want}; "
+                             f"pass e.g. {group}.{f.name}=<{want}>")
+    return cls(**values)
+
+
+def fits(value, hint) -> bool:
+    """isinstance for the plain field types of the settings dataclasses (an int is a float; a bool is
+    not an int)."""
+    options = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
+    for t in options:
+        origin = typing.get_origin(t) or t
+        if t is type(None) and value is None or t is float and type(value) is int:
+            return True
+        if isinstance(origin, type) and isinstance(value, origin) and not (origin is int and type(value) is bool):
+            return True
+        if not isinstance(origin, type):  # Literal, Any, ...: the dataclass checks it
+            return True
+    return False
 
 
 def load_data(cfg: DictConfig) -> DataBundle:
@@ -80,10 +115,13 @@ def build_trainer(cfg: DictConfig, settings: RunSettings, data: DataBundle, devi
     found = ckpt.load_latest(run_dir / "checkpoints") if settings.trainer.resume else None
     if settings.trainer.resume and found is None:
         raise ckpt.CheckpointError(f"trainer.resume=true but no loadable checkpoint in {run_dir}/checkpoints")
+    meta = run_meta(cfg, data.src_tok, data.tgt_tok)
+    if found:  # before the logger writes into the run dir: a refused resume changes nothing
+        check_meta(found[1]["meta"], meta)
     purge = found[1]["progress"]["step"] + 1 if found else None
     logger = RunLogger(run_dir, cfg.logger.tensorboard and dist.main, purge_step=purge, probes=settings.probes)
     parts = TrainerParts(model, batches_for(data.train, cfg, data, shuffle=True), valid, data.src_tok,
-                         data.tgt_tok, run_dir, logger, run_meta(cfg, data.src_tok, data.tgt_tok), dist, device,
+                         data.tgt_tok, run_dir, logger, meta, dist, device,
                          progress_bar=cfg.logger.progress_bar and dist.main)
     trainer = Trainer(parts, settings.trainer, settings.optim, settings.decode)
     if found:
@@ -93,9 +131,13 @@ def build_trainer(cfg: DictConfig, settings: RunSettings, data: DataBundle, devi
 
 
 def train(cfg: DictConfig) -> dict:
-    """Train, then evaluate the best checkpoint. Returns the metrics written to metrics.json."""
+    """Train, then evaluate the best checkpoint. Returns the metrics written to metrics.json.
+
+    Nothing in the run dir changes before every check has passed (config, run dir, lock, checkpoint
+    against config); rank 0 holds the run dir's lock (run_lock) until the end."""
     setup_logging()
     settings = check_config(cfg)
+    absolute_data_paths(cfg)  # the stored config works from any working directory
     tune_allocator()  # glibc keeps freed activations: ~85k -> ~25 page faults per CPU step (nmt/alloc.py)
     seed_everything(cfg.seed)
     dist = init_distributed(settings.trainer.device)
@@ -103,14 +145,19 @@ def train(cfg: DictConfig) -> dict:
     reset_peak_memory(device)  # metrics.json's peak_memory_mb is this job's (multiruns share a process)
     if settings.trainer.num_threads > 0:
         torch.set_num_threads(settings.trainer.num_threads)
+    with run_lock(Path(cfg.run_dir)) if dist.main else nullcontext():
+        return train_locked(cfg, settings, dist, device)
+
+
+def train_locked(cfg: DictConfig, settings: RunSettings, dist: DistInfo, device: torch.device) -> dict:
     run_dir = Path(cfg.run_dir)
     check_run_dir(run_dir, settings.trainer.resume)
     data = load_data(cfg) if dist.main else None  # rank 0 fills the tokenizer and id caches first
     dist.barrier()
     data = data or load_data(cfg)  # other ranks hit the tokenizer and id caches rank 0 wrote
-    if dist.main:
-        save_run_files(run_dir, cfg, data.src_tok, data.tgt_tok)
     trainer = build_trainer(cfg, settings, data, device, dist)
+    if dist.main:  # after the checkpoint check in build_trainer
+        save_run_files(run_dir, cfg, data.src_tok, data.tgt_tok)
     log.info("model: %s parameters; run dir %s; rank %d of %d", f"{trainer.model.num_parameters():,}",
              run_dir, dist.rank, dist.world)
     try:
@@ -120,7 +167,7 @@ def train(cfg: DictConfig) -> dict:
         if trainer.interrupted:
             trainer.logger.close()
             return stopped_early(trainer)
-        metrics = final_evaluation(trainer, data, cfg, settings.decode)
+        metrics = run_final_evaluation(trainer, data, cfg, settings.decode)
         trainer.logger.close()
     finally:
         shutdown(dist)
@@ -129,11 +176,27 @@ def train(cfg: DictConfig) -> dict:
     return metrics
 
 
+def resume_command(run_dir: Path) -> str:
+    """The exact command that continues a run: its stored config.yaml holds every other setting."""
+    return f"nmt-train trainer.resume=true run_dir={Path(run_dir).resolve()}"
+
+
+def run_final_evaluation(trainer: Trainer, data: DataBundle, cfg: DictConfig, decode: DecodeSettings) -> dict:
+    """final_evaluation; Ctrl-C there becomes EvaluationInterrupted saying the work is safe."""
+    try:
+        return final_evaluation(trainer, data, cfg, decode)
+    except KeyboardInterrupt:
+        raise EvaluationInterrupted(
+            f"interrupted during the final evaluation (training had finished at step {trainer.progress.step}); "
+            f"the checkpoints in {trainer.run_dir}/checkpoints are safe. Finish the evaluation (metrics.json) "
+            f"with: {resume_command(trainer.run_dir)}") from None
+
+
 def stopped_early(trainer: Trainer) -> dict:
     """Signal: exit 0 with the resume command. Non-finite losses: the last good state is saved, exit 1."""
     p = trainer.progress
     msg = (f"{p.stopped}: checkpoint of step {p.step} saved in {trainer.run_dir}/checkpoints. Resume with:\n"
-           f"  nmt-train trainer.resume=true run_dir={trainer.run_dir} <the same overrides>")
+           f"  {resume_command(trainer.run_dir)}")
     if p.stopped.startswith("non-finite"):
         raise RuntimeError(msg)
     log.warning(msg)

@@ -120,6 +120,7 @@ class Trainer:
                                     optim.clip_grad_norm, settings.amp, self.device, self.dist.world)
         self.progress = Progress()
         self.window: list[dict] = []  # step results since the last log line
+        self.train_summary = ""  # "loss .. ppl .. lr .. tok/s" of the last log_train, shown on validation lines
         self.valid_decode = replace(decode, beam_size=1)  # validation BLEU of greedy output
 
     # ---------------------------------------------------------------- one step
@@ -186,8 +187,9 @@ class Trainer:
             (self.run_dir / "valid.hyp.txt").write_text("\n".join(result["hyps"]) + "\n")
         else:
             p.bad_validations += 1
-        log.info("step %d valid: bleu %.2f chrf %.2f ppl %.2f%s", p.step, result["bleu"], result["chrf"],
-                 result["ppl"], " (best)" if improved else f" ({p.bad_validations}/{self.settings.patience} no gain)")
+        log.info("step %d valid: bleu %.2f chrf %.2f ppl %.2f%s%s", p.step, result["bleu"], result["chrf"],
+                 result["ppl"], " (best)" if improved else f" ({p.bad_validations}/{self.settings.patience} no gain)",
+                 f" | train: {self.train_summary}" if self.train_summary else "")
         return improved
 
     @torch.no_grad()
@@ -303,6 +305,7 @@ class Trainer:
             bar.update(p)
             if p.step % self.settings.log_every == 0:
                 self.log_train(self.window)
+                bar.train(self.train_summary)
                 self.window = []
             if self.check_stop(bar):
                 return
@@ -352,7 +355,10 @@ class Trainer:
         self.logger.scalars({"train/loss": loss, "train/ppl": math.exp(min(nll, 50)), "train/grad_norm": norm,
                              "train/lr": float(window[-1]["lr"]), "train/tokens_per_s": tok_s,
                              "train/epoch": self.progress.epoch}, self.progress.step)
-        log.debug("step %d loss %.3f (%d steps)", self.progress.step, loss, len(window))
+        self.train_summary = (f"loss {loss:.3f} ppl {math.exp(min(nll, 50)):.2f} lr {float(window[-1]['lr']):.2e} "
+                              f"{tok_s:.0f} tok/s")
+        if self.dist.main:  # one line per step, not one per rank
+            log.info("step %d train: %s", self.progress.step, self.train_summary)  # console and train.log
 
 
 class BudgetBar:
@@ -363,6 +369,7 @@ class BudgetBar:
         self.settings, self.steps_per_epoch = settings, max(steps_per_epoch, 1)
         self.bar = tqdm(total=self.budget(progress)[0], initial=progress.step, disable=not enabled,
                         dynamic_ncols=True, desc="train")
+        self.postfix = {"train": "", "best": ""}  # what the bar shows after its counts
 
     def budget(self, p: Progress) -> tuple[int, str]:
         """(the step at which the run will stop, the limit that decides it)."""
@@ -380,8 +387,15 @@ class BudgetBar:
             self.bar.set_description(f"train (to {name})")
         self.bar.update(p.step - self.bar.n)
 
+    def train(self, summary: str) -> None:
+        self.show("train", summary)
+
     def best(self, bleu: float) -> None:
-        self.bar.set_postfix(best_bleu=bleu)
+        self.show("best", f"best bleu {bleu:.2f}")
+
+    def show(self, key: str, text: str) -> None:
+        self.postfix[key] = text
+        self.bar.set_postfix_str(" | ".join(v for v in self.postfix.values() if v))
 
     def close(self) -> None:
         self.bar.close()
@@ -399,7 +413,8 @@ class StopOnSignal:
         if self.received:  # a second signal: stop now
             raise KeyboardInterrupt
         self.received = signal.Signals(signum).name
-        log.warning("%s received: finishing this step and writing a checkpoint", self.received)
+        log.warning("%s received: finishing this step, writing a checkpoint, then printing the resume command "
+                    "(a second signal stops at once)", self.received)
 
     def __exit__(self, *exc) -> None:
         for sig, handler in self.previous.items():

@@ -77,3 +77,21 @@ def test_refuses_a_run_dir_holding_another_run(trained_run):
     proc = subprocess.run([sys.executable, "-m", "nmt.cli.train", f"data.root={root}", f"run_dir={run_dir}",
                            *TRAIN], capture_output=True, text=True, env=env, timeout=600)
     assert proc.returncode != 0 and "trainer.resume=true" in proc.stdout + proc.stderr
+
+
+def test_translate_nbest_lists_hypotheses_best_first(trained_run):
+    """decode.nbest=N: `index ||| text ||| score` lines, up to N per input, scores falling, the first
+    hypothesis the 1-best output; an empty input line keeps its index."""
+    run_dir, _, env = trained_run
+    text = "Ein Hund läuft im Schnee.\n\nZwei Männer spielen Fußball.\n"
+    best = cli("translate", f"run_dir={run_dir}", "decode.beam_size=3", stdin=text, env=env).stdout.split("\n")
+    out = cli("translate", f"run_dir={run_dir}", "decode.beam_size=3", "decode.nbest=3", stdin=text, env=env).stdout
+    rows = [line.split(" ||| ") for line in out.splitlines()]
+    assert all(len(r) == 3 for r in rows)
+    by_input = {i: [(t, float(s)) for j, t, s in rows if int(j) == i] for i in range(3)}
+    assert [int(r[0]) for r in rows] == sorted(int(r[0]) for r in rows)
+    assert by_input[1] == [("", 0.0)]
+    for i in (0, 2):
+        assert 2 <= len(by_input[i]) <= 3 and by_input[i][0][0] == best[i]
+        scores = [s for _, s in by_input[i]]
+        assert scores == sorted(scores, reverse=True) and len({t for t, _ in by_input[i]}) == len(scores)

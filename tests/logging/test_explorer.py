@@ -9,7 +9,7 @@ import pytest
 import torch
 from cdp import Browser, find_browser
 
-from nmt.logging.explorer import explorer_html, write_explorer
+from nmt.logging.explorer import ProbeLabels, explorer_html, write_explorer
 from nmt.logging.writer import Probe
 
 
@@ -22,12 +22,16 @@ def probe() -> Probe:
     return Probe(["▁Ein", "▁Hund", "▁läuft", "."], ["▁A", "▁dog", "▁runs", "</s>"], maps)
 
 
+def numbered(n: int) -> ProbeLabels:
+    return ProbeLabels("input line", [str(i + 1) for i in range(n)], [None] * n)
+
+
 def page_data(html: str) -> dict:
     return json.loads(re.search(r'<script id="data" type="application/json">(.*?)</script>', html, re.S).group(1))
 
 
 def test_page_inlines_tokens_maps_and_alignments():
-    html = explorer_html([probe()], "demo </script> title", half_width=None)
+    html = explorer_html([probe()], "demo </script> title", half_width=None, names=numbered(1))
     assert "http://" not in html.replace("http://www.w3.org/2000/svg", "") and "https://" not in html
     data = page_data(html)
     p = data["probes"][0]
@@ -42,7 +46,8 @@ def test_page_inlines_tokens_maps_and_alignments():
 def test_local_window_is_drawn_from_centres():
     p = Probe(["▁a", "▁b", "▁c"], ["▁x", "▁y", "</s>"], {"cross": torch.full((1, 3, 3), 1 / 3)},
               {"cross": torch.tensor([0.5, 1.25, 2.0])})
-    window = page_data(explorer_html([p], "t", half_width=1))["probes"][0]["slots"]["cross"]["window"]
+    page = explorer_html([p], "t", half_width=1, names=numbered(1))
+    window = page_data(page)["probes"][0]["slots"]["cross"]["window"]
     assert window == {"half_width": 1, "centres": [0.5, 1.25, 2.0]}
 
 
@@ -57,7 +62,8 @@ def browser_or_skip() -> str:
 
 def test_explorer_in_headless_chromium(tmp_path):
     binary = browser_or_skip()
-    page = write_explorer(tmp_path / "explorer.html", [probe(), probe()], "demo", half_width=None)
+    page = write_explorer(tmp_path / "explorer.html", [probe(), probe()], "demo", half_width=None,
+                          names=numbered(2))
     url = page.resolve().as_uri() + "#probe=0&slot=dec.1.cross&head=0"
     browser = Browser(binary, str(tmp_path / "profile"), 1000, 800)
     try:
@@ -102,3 +108,47 @@ def test_missing_chromium_fails_under_ci_and_skips_elsewhere(monkeypatch):
     monkeypatch.setenv("CI", "false")
     with pytest.raises(pytest.skip.Exception):
         browser_or_skip()
+
+
+def test_translation_explorer_on_empty_input_names_what_the_user_passed(tmp_path):
+    from nmt.decoding import Hypotheses, Translations
+    from nmt.logging.explorer import save_translation_explorer
+    empty = Translations(["", ""], [], [], Hypotheses([], torch.zeros(0)))
+    with pytest.raises(ValueError, match=r"explorer=.*x\.html: the input has no non-empty line") as e:
+        save_translation_explorer(tmp_path / "x.html", None, empty, torch.device("cpu"))
+    assert "probe_sentences" not in str(e.value) and not (tmp_path / "x.html").exists()
+
+
+def test_run_explorer_labels_validation_sentences_and_shows_references(tmp_path):
+    from nmt.logging.explorer import write_run_explorer
+    (tmp_path / "attention").mkdir()
+    torch.save([vars(probe()), vars(probe())], tmp_path / "attention" / "probes.pt")
+    (tmp_path / "config.yaml").write_text("model:\n  family: transformer\n")
+    (tmp_path / "valid.ref.txt").write_text("A dog runs.\nTwo men\u2028play.\nA third.\n", encoding="utf-8")
+    data = page_data(write_run_explorer(tmp_path).read_text(encoding="utf-8"))
+    assert data["kind"] == "validation sentence"
+    assert [(p["label"], p["reference"]) for p in data["probes"]] == [("1", "A dog runs."), ("2", "Two men\u2028play.")]
+
+
+def test_buttons_name_input_lines_and_the_reference_is_shown(tmp_path):
+    """Input lines 1 and 3 translated (line 2 empty): the buttons say 1 and 3, not 0 and 1; a sentence
+    with a reference shows it, one without shows none."""
+    binary = browser_or_skip()
+    names = ProbeLabels("input line", ["1", "3"], [None, "A dog runs."])
+    page = write_explorer(tmp_path / "explorer.html", [probe(), probe()], "demo", half_width=None, names=names)
+    browser = Browser(binary, str(tmp_path / "profile"), 1000, 800)
+    read = ("[document.querySelector('#probes b').textContent,"
+            " Array.from(document.querySelectorAll('#probes button')).map(b => b.textContent).join(','),"
+            " document.getElementById('texts').textContent]")
+    try:
+        browser.command("Runtime.enable")
+        browser.command("Page.enable")
+        browser.command("Page.navigate", {"url": page.resolve().as_uri()})
+        browser.wait_for("Page.loadEventFired")
+        seen = [browser.command("Runtime.evaluate", {"expression": click + read,
+                                                     "returnByValue": True})["result"]["value"]
+                for click in ("", "document.getElementById('probe-1').click(); ")]
+    finally:
+        browser.close()
+    assert seen[0][:2] == ["input line", "1,3"] and "reference" not in seen[0][2]
+    assert seen[1][:2] == ["input line", "1,3"] and seen[1][2].endswith("reference: A dog runs.")

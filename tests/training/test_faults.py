@@ -70,15 +70,37 @@ def test_trainer_survives_disk_full_and_says_so(tmp_path, cache, monkeypatch, ca
     assert ckpt.load(tmp_path / "run" / "checkpoints" / "step_5.pt")["progress"]["step"] == 5
 
 
+def every_file(run_dir):
+    return {str(p.relative_to(run_dir)): p.read_bytes() for p in sorted(run_dir.rglob("*")) if p.is_file()}
+
+
 def test_mismatched_checkpoint_is_refused_and_untouched(tmp_path, cache):
     train(toy_cfg(tmp_path / "run", cache, ["trainer.max_steps=5"]))
-    before = {p.name: p.read_bytes() for p in (tmp_path / "run" / "checkpoints").iterdir()}
+    before = every_file(tmp_path / "run")  # config.yaml, tokenizer/, tb/, checkpoints/, metrics.json, ...
     bigger = toy_cfg(tmp_path / "run", cache, ["trainer.max_steps=10", "trainer.resume=true",
                                                "model.decoder.hidden_size=40"])
     with pytest.raises(ckpt.CheckpointError, match="hidden_size: 40"):
         train(bigger)
-    after = {p.name: p.read_bytes() for p in (tmp_path / "run" / "checkpoints").iterdir()}
-    assert after == before
+    assert every_file(tmp_path / "run") == before
+
+
+def test_ctrl_c_in_the_final_evaluation_says_resume_finishes_it(tmp_path, cache, monkeypatch):
+    from nmt.training import session
+    real = session.beam_evaluation
+
+    def interrupted(trainer, ds, split, decode, metrics):
+        if split == "test":
+            raise KeyboardInterrupt
+        return real(trainer, ds, split, decode, metrics)
+    monkeypatch.setattr(session, "beam_evaluation", interrupted)
+    with pytest.raises(session.EvaluationInterrupted) as e:
+        train(toy_cfg(tmp_path / "run", cache, ["trainer.max_steps=5"]))
+    assert "checkpoints are safe" in str(e.value) and not (tmp_path / "run" / "metrics.json").exists()
+    command = str(e.value).split("with: ")[1]
+    assert command == f"nmt-train trainer.resume=true run_dir={tmp_path / 'run'}"
+    monkeypatch.setattr(session, "beam_evaluation", real)
+    metrics = train(toy_cfg(tmp_path / "run", cache, ["trainer.max_steps=5", "trainer.resume=true"]))
+    assert metrics["steps"] == 5 and (tmp_path / "run" / "metrics.json").is_file()
 
 
 def test_non_finite_losses_skip_updates_then_stop_with_last_good_state(tmp_path, cache, monkeypatch):

@@ -1,0 +1,117 @@
+"""Run directories: resume from the run's own config, data_root for every corpus kind, the run lock."""
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+from helpers import compose_cfg
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+
+from nmt.training.run_dir import RunDirError, RunLockError, check_unlocked, rebase_data_root, resume_config, run_lock
+
+TRAINED = ["data.tokenizer.vocab_size=1000", "model.encoder.hidden_size=64", "model.attention.score=general"]
+
+
+def stored_cfg(run_dir):
+    """What a run trained with TRAINED overrides stores: the resolved config."""
+    return OmegaConf.create(OmegaConf.to_container(compose_cfg([*TRAINED, f"run_dir={run_dir}"]), resolve=True))
+
+
+def test_bare_resume_takes_the_runs_own_config_and_only_the_budget_given(tmp_path):
+    stored = stored_cfg(tmp_path)
+    given = compose_cfg(["trainer.resume=true", f"run_dir={tmp_path}", "trainer.max_steps=7"])
+    out = resume_config(stored, compose_cfg([]), given, ["trainer.resume", "run_dir", "trainer.max_steps"])
+    assert out.data.tokenizer.vocab_size == 1000 and out.model.encoder.hidden_size == 64
+    assert out.trainer.max_steps == 7 and out.trainer.resume is True
+    expected = OmegaConf.merge(stored, {"trainer": {"max_steps": 7, "resume": True}})
+    assert OmegaConf.to_container(out) == OmegaConf.to_container(expected)
+
+
+def test_the_same_overrides_again_are_accepted(tmp_path):
+    stored = stored_cfg(tmp_path)
+    args = [*TRAINED, "trainer.resume=true", f"run_dir={tmp_path}"]
+    out = resume_config(stored, compose_cfg([]), compose_cfg(args), [a.split("=")[0] for a in args])
+    assert out.model.attention.score == "general"
+
+
+def test_a_changed_model_is_refused_key_by_key_with_a_command_that_works(tmp_path):
+    stored = stored_cfg(tmp_path)
+    args = ["trainer.resume=true", f"run_dir={tmp_path}", "model.attention.score=dot", "trainer.max_steps=9"]
+    with pytest.raises(RunDirError) as e:
+        resume_config(stored, compose_cfg([]), compose_cfg(args), [a.split("=")[0] for a in args])
+    lines = str(e.value).splitlines()
+    assert "  model.attention.score: general (run) vs dot (given)" in lines
+    assert not any("max_steps" in line and "(run)" in line for line in lines)
+    command = next(line for line in lines if "nmt-train" in line).split("nmt-train ", 1)[1].split()
+    assert command == ["trainer.resume=true", f"run_dir={tmp_path}", "trainer.max_steps=9"]
+    out = resume_config(stored, compose_cfg([]), compose_cfg(command), [a.split("=")[0] for a in command])
+    assert out.trainer.max_steps == 9  # the suggested command works
+
+
+@pytest.mark.parametrize("data", ["multi30k_de_en", "text_dir", "tsv", "jsonl"])
+def test_data_root_moves_every_corpus_kind(data, tmp_path):
+    cfg = OmegaConf.create(OmegaConf.to_container(compose_cfg([f"data={data}", "data.root=/old/place"]),
+                                                  resolve=True))
+    rebase_data_root(cfg.data, str(tmp_path))
+    corpus = instantiate(cfg.data.corpus)
+    where = str(getattr(corpus, "directory", getattr(corpus, "path_template", "")))
+    assert where.startswith(str(tmp_path)) and "/old/place" not in OmegaConf.to_yaml(cfg.data)
+
+
+def test_stored_paths_are_absolute(tmp_path, monkeypatch):
+    from nmt.training.run_dir import absolute_data_paths
+    monkeypatch.chdir(tmp_path)
+    cfg = compose_cfg(["data=text_dir", "data.root=rel/data", "data.cache_dir=rel/cache"])
+    absolute_data_paths(cfg)
+    resolved = OmegaConf.to_container(cfg.data, resolve=True)
+    assert resolved["root"] == str(tmp_path / "rel" / "data")
+    assert resolved["cache_dir"] == str(tmp_path / "rel" / "cache")
+    assert resolved["corpus"]["directory"] == str(tmp_path / "rel" / "data" / "my_corpus")
+
+
+HOLD = "import sys, time; from pathlib import Path; from nmt.training.run_dir import run_lock\n" \
+       "with run_lock(Path(sys.argv[1])):\n    print('locked', flush=True); time.sleep(600)"
+
+
+def holder(run_dir) -> subprocess.Popen:
+    proc = subprocess.Popen([sys.executable, "-c", HOLD, str(run_dir)], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "locked"
+    return proc
+
+
+def test_a_held_run_dir_refuses_a_second_process_naming_the_holder(tmp_path):
+    proc = holder(tmp_path / "run")
+    try:
+        before = (tmp_path / "run" / ".lock").read_bytes()
+        for attempt in (lambda: check_unlocked(tmp_path / "run"), lambda: run_lock(tmp_path / "run").__enter__()):
+            with pytest.raises(RunLockError, match=f"PID {proc.pid} on host {socket.gethostname()}"):
+                attempt()
+        assert (tmp_path / "run" / ".lock").read_bytes() == before
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_a_lock_left_by_kill_9_does_not_block(tmp_path):
+    proc = holder(tmp_path / "run")
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    check_unlocked(tmp_path / "run")
+    with run_lock(tmp_path / "run"):
+        with run_lock(tmp_path / "run"):  # the same process may take it again (CLI, then train())
+            assert (tmp_path / "run" / ".lock").read_text().split()[0] == str(os.getpid())
+
+
+def test_settings_added_since_the_run_was_trained_take_their_defaults(tmp_path):
+    """A run trained before decode.nbest existed resumes: the new setting comes from the defaults, while
+    the model group (whose keys depend on the type) is left as stored."""
+    stored = stored_cfg(tmp_path)
+    del stored.decode["nbest"]
+    del stored.model["attention"]  # as in a model type without attention: must not be filled in
+    given = compose_cfg(["trainer.resume=true", f"run_dir={tmp_path}"])
+    out = resume_config(stored, compose_cfg([]), given, ["trainer.resume", "run_dir"])
+    assert out.decode.nbest == given.decode.nbest and "attention" not in out.model
