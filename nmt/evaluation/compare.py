@@ -1,9 +1,13 @@
 """The runs of a sweep in one table, two plots and a significance test (behind nmt-compare).
 
-Writes into SWEEP_DIR: comparison.md, comparison.csv, val_bleu.png, attention_side_by_side.png.
+Writes into SWEEP_DIR: comparison.md, comparison.csv, val_bleu.png, attention_side_by_side.png; when runs differ
+only in `seed`, also mean ± sd per group and a test over seeds and test sentences (comparison.md, comparison_seeds.csv;
+nmt.evaluation.seeds).
 A run is any directory below SWEEP_DIR holding metrics.json and config.yaml (a finished nmt-train).
-With a gold alignment of the test split (`--gold FILE`), two more columns: AER of the last layer's
-cross-attention (heads averaged) and the best AER over every slot/layer/head (nmt.alignment).
+With a gold alignment of the test split (`--gold FILE`), three more columns: AER of the last layer's
+cross-attention (heads averaged) on all test pairs and on the held-out even-numbered pairs, and the best
+slot/layer/head chosen on the odd-numbered pairs with its AER on the held-out ones (no oracle pick:
+nmt.alignment.pipeline).
 """
 from __future__ import annotations
 
@@ -16,6 +20,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from nmt.evaluation.seeds import config_key, seed_markdown, seed_rows, write_seed_csv
 from nmt.logging import attention_label
 
 log = logging.getLogger("nmt.compare")
@@ -35,7 +40,11 @@ COLUMNS = {
     "minutes to best": (("minutes_to_best",), "{:.2f}"),
     "p (BLEU vs baseline)": (None, "{:.4f}"),
 }
-GOLD_COLUMNS = {"AER": (None, "{:.3f}"), "best AER": (None, "{}")}  # only with --gold
+GOLD_COLUMNS = {"AER": (None, "{:.3f}"), "AER held-out": (None, "{:.3f}"),  # only with --gold
+                "best AER held-out (selection)": (None, "{}")}
+GOLD_NOTE = ("AER: last layer's cross-attention (heads averaged), forced decoding of the test references. Held-out: "
+             "the even-numbered test pairs (2nd, 4th, ...); the best selection is chosen by its AER on the "
+             "odd-numbered pairs and reported on the held-out ones, so it is not an oracle figure.")
 
 
 @dataclass
@@ -64,12 +73,14 @@ def find_runs(sweep: Path) -> list[Run]:
 
 
 def pick_baseline(runs: list[Run], name: str | None) -> Run:
-    """The run named exactly, else the one run whose name or attention label contains `name`;
-    no name: the first run."""
+    """The run named exactly, else the one run (or the first of runs differing only in seed) whose name
+    or attention label contains `name`; no name: the first run."""
     if name is None:
         return runs[0]
     exact = [r for r in runs if r.name == name]
     found = exact or [r for r in runs if name in r.name or name in attention_label(r.cfg["model"])]
+    if len(found) > 1 and len({config_key(r.cfg) for r in found}) == 1:
+        return found[0]  # the seeds of one config: its group is the baseline group
     if len(found) != 1:
         raise SystemExit(f"--baseline {name!r} matches {len(found)} runs; runs: {', '.join(r.name for r in runs)}")
     return found[0]
@@ -132,18 +143,20 @@ def test_pairs(run: Run) -> tuple[list[str], list[str]]:
 
 
 def gold_aer(run: Run, gold: GoldSettings) -> dict:
-    """{"AER": last cross layer (heads averaged), "best AER": "0.123 (selection)"} on the test split,
-    forced decoding of the references with the run's best checkpoint."""
+    """{"AER": last cross layer (heads averaged) on the test split, "AER held-out": the same on its even-numbered
+    pairs, "best AER held-out (selection)": "0.123 (selection)" chosen on the odd-numbered pairs}; forced
+    decoding of the references with the run's best checkpoint."""
     import torch
     from nmt.alignment.extract import AlignSettings, last_selection
-    from nmt.alignment.pipeline import align_texts, gold_scores
+    from nmt.alignment.pipeline import align_texts, best_selection, gold_scores
     from nmt.training.run_dir import load_trained
     trained = load_trained(run.path, "best", torch.device("cpu"))
     src, ref = test_pairs(run)
     links, _ = align_texts(trained, src, ref, AlignSettings(False, None), None, torch.device("cpu"), 64)
     scores = gold_scores(links, src, ref, str(gold.path), gold.fmt, gold.one_based)
-    best = min(scores, key=lambda k: scores[k]["aer"])
-    return {"AER": scores[last_selection(list(scores))]["aer"], "best AER": f"{scores[best]['aer']:.3f} ({best})"}
+    last, best = scores[last_selection(list(scores))], best_selection(scores)
+    return {"AER": last["aer"], "AER held-out": last["aer_held_out"],
+            "best AER held-out (selection)": f"{scores[best]['aer_held_out']:.3f} ({best})"}
 
 
 def table(runs: list[Run], p_values: dict[str, float]) -> list[dict]:
@@ -184,6 +197,7 @@ def write_markdown(rows: list[dict], path: Path, baseline: Run, samples: int) ->
               "p < 0.05: the difference is unlikely to be chance).",
               f"Peak memory: {', '.join(peak_kinds)} (cuda_max_allocated: GPU allocator peak; cpu_peak_rss: "
               "the job's peak resident set size). Minutes to best: wall time until the best validation.",
+              *([GOLD_NOTE] if "AER" in cols else []),
               "", "![validation BLEU](val_bleu.png)", "", "![attention](attention_side_by_side.png)", ""]
     path.write_text("\n".join(lines), encoding="utf-8")
 
@@ -230,10 +244,24 @@ def plot_side_by_side(runs: list[Run], probe: int, path: Path) -> bool:
     return bool(panels)
 
 
+def write_seed_groups(runs: list[Run], baseline: Run, samples: int, sweep: Path) -> list[dict]:
+    """When runs differ only in `seed`: the groups' mean ± sd and p (nmt.evaluation.seeds) appended to
+    comparison.md and in comparison_seeds.csv; returns the groups' rows ([] when every group has one run)."""
+    groups = seed_rows(runs, baseline, references(baseline), samples)
+    if not groups:
+        return []
+    with (sweep / "comparison.md").open("a", encoding="utf-8") as f:
+        f.write("\n".join(["", *seed_markdown(groups, samples)]))
+    write_seed_csv(groups, sweep / "comparison_seeds.csv")
+    for g in groups:
+        log.info("%s: %d seeds, test BLEU %s, p %s", g["group"], g["seeds"], g["BLEU"], g["p (BLEU vs baseline group)"])
+    return groups
+
+
 def compare(sweep: Path, baseline_name: str | None = None, probe: int = 0, samples: int = 1000,
             gold: GoldSettings | None = None) -> list[dict]:
     """Write comparison.md/.csv, val_bleu.png and attention_side_by_side.png into `sweep`; returns the rows.
-    With `gold`, every row also has AER and best AER (nmt.alignment) on the test split."""
+    With `gold`, every row also has the GOLD_COLUMNS (nmt.alignment) on the test split."""
     runs = find_runs(sweep)
     if not runs:
         raise SystemExit(f"no runs (metrics.json + config.yaml) below {sweep}")
@@ -244,6 +272,7 @@ def compare(sweep: Path, baseline_name: str | None = None, probe: int = 0, sampl
             row.update(gold_aer(run, gold))
     write_csv(rows, sweep / "comparison.csv")
     write_markdown(rows, sweep / "comparison.md", baseline, samples)
+    write_seed_groups(runs, baseline, samples, sweep)
     plot_val_bleu(runs, sweep / "val_bleu.png")
     plot_side_by_side(runs, probe, sweep / "attention_side_by_side.png")
     log.info("%d runs compared against %s: %s", len(runs), baseline.name, sweep / "comparison.md")

@@ -91,3 +91,20 @@ def test_scores_accept_leading_head_dimension(name):
     out = score(q, k)
     assert out.shape == (2, 3, 5, 6)
     torch.testing.assert_close(out[:, 1], score(q[:, 1], k[:, 1]))
+
+
+def test_additive_matches_an_independent_formula():
+    """e_ij = v_a^T tanh(W_a s_i + U_a h_j) (Bahdanau et al. 2015, App. A.1.2), with known matrices written
+    into the module and the score computed here per (i, j) with plain matrix-vector products."""
+    Dq, Dk = 3, 4
+    W = torch.randn(Dk, Dq)  # W_a: (A, Dq), A = Dk
+    U = torch.randn(Dk, Dk)  # U_a: (A, Dk)
+    v = torch.randn(Dk)      # v_a: (A,)
+    score = build_score("additive", Dq, Dk)
+    with torch.no_grad():
+        for name, value in (("W_a", W), ("U_a", U), ("v_a", v[None])):
+            getattr(score, name).weight.copy_(value)
+    q, k = torch.randn(2, 2, Dq), torch.randn(2, 5, Dk)
+    expected = torch.tensor([[[float(v @ torch.tanh(W @ q[b, i] + U @ k[b, j])) for j in range(5)]
+                              for i in range(2)] for b in range(2)])
+    torch.testing.assert_close(score(q, k), expected)

@@ -108,3 +108,36 @@ def test_bad_settings_raise(kwargs, key):
     args = {"window": "global", "score": "scaled_dot", "dropout": 0.0, "half_width": 1} | kwargs
     with pytest.raises(ValueError, match=key):
         mha(**args)
+
+
+def copied_torch_mha(att: MultiHeadAttention) -> torch.nn.MultiheadAttention:
+    """torch.nn.MultiheadAttention holding the same projections (an independent implementation)."""
+    d = att.out_proj.out_features
+    ref = torch.nn.MultiheadAttention(d, att.num_heads, bias=True, batch_first=True)
+    with torch.no_grad():
+        ref.in_proj_weight.copy_(torch.cat([att.q_proj.weight, att.k_proj.weight, att.v_proj.weight]))
+        ref.in_proj_bias.copy_(torch.cat([att.q_proj.bias, att.k_proj.bias, att.v_proj.bias]))
+        ref.out_proj.weight.copy_(att.out_proj.weight)
+        ref.out_proj.bias.copy_(att.out_proj.bias)
+    return ref.eval()
+
+
+@pytest.mark.parametrize("need_weights", [True, False])
+def test_equals_torch_multihead_attention_with_padding(need_weights):
+    att = mha(dq=8).eval()
+    q, k, v, mask = data(dq=8)  # mask (B, 1, Tk): sentence 1 has 3 real keys
+    ours = att(q, k, v, mask, need_weights=need_weights)
+    ctx, w = copied_torch_mha(att)(q, k, v, key_padding_mask=~mask[:, 0], average_attn_weights=False)
+    torch.testing.assert_close(ours.context, ctx, atol=1e-5, rtol=1e-5)
+    if need_weights:
+        torch.testing.assert_close(ours.weights, w, atol=1e-6, rtol=1e-5)
+
+
+def test_causal_equals_torch_multihead_attention_with_causal_mask():
+    att = mha("causal", dq=8).eval()
+    x = torch.randn(2, 6, 8)
+    future = torch.ones(6, 6, dtype=torch.bool).triu(1)  # torch: True = may NOT attend
+    ctx, w = copied_torch_mha(att)(x, x, x, attn_mask=future, average_attn_weights=False)
+    ours = att(x, x, x, None)
+    torch.testing.assert_close(ours.context, ctx, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(ours.weights, w, atol=1e-6, rtol=1e-5)

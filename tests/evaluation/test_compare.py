@@ -64,4 +64,20 @@ def test_compare_attention_experiment_sweeps_the_luong_attention_types():
         cfg = compose("train", overrides=["+experiment=compare_attention", "trainer=cpu"],
                       return_hydra_config=True)
     assert cfg.hydra.sweeper.params["model/attention"] == "luong_general,local_m,local_p,hard"
+    assert cfg.hydra.sweeper.params["seed"] == "1,2,3"  # every type with three seeds, one sweep
     assert cfg.trainer.max_steps == 1000 and cfg.model.attention.flow == "luong"
+
+
+def test_compare_attention_sweep_subdirs_name_type_and_seed():
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf
+    names = set()
+    for num, (attention, seed) in enumerate([(a, s) for a in ("luong_general", "local_p") for s in (1, 2, 3)]):
+        with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+            cfg = compose("train", overrides=["+experiment=compare_attention", "trainer=cpu", f"seed={seed}",
+                                              f"model/attention={attention}"], return_hydra_config=True)
+        cfg.hydra.job.num = num
+        HydraConfig.instance().set_config(cfg)
+        names.add(OmegaConf.to_container(cfg.hydra.sweep, resolve=True)["subdir"])
+    assert names == {f"{n}_{a}_s{s}" for n, (a, s) in enumerate(
+        [(a, s) for a in ("luong_general", "local_p") for s in (1, 2, 3)])}

@@ -1,0 +1,30 @@
+"""A missing Multi30k skips the real-data tests locally and fails them under CI=true (tests/conftest.py)."""
+import pytest
+
+import conftest
+
+
+def outcome() -> type | None:
+    """The exception conftest.multi30k_or_skip raises (pytest.raises would let a skip escape and turn
+    this test into a skip, not a failure)."""
+    try:
+        conftest.multi30k_or_skip()
+    except BaseException as e:  # noqa: BLE001 - skip and fail are BaseExceptions
+        return type(e)
+    return None
+
+
+def test_missing_multi30k_fails_under_ci_and_skips_elsewhere(monkeypatch):
+    monkeypatch.setattr(conftest, "data_root", lambda: None)
+    monkeypatch.setenv("CI", "true")
+    assert outcome() is pytest.fail.Exception
+    monkeypatch.setenv("CI", "false")
+    assert outcome() is pytest.skip.Exception
+    monkeypatch.delenv("CI")
+    assert outcome() is pytest.skip.Exception
+
+
+def test_found_multi30k_is_returned(monkeypatch, tmp_path):
+    monkeypatch.setattr(conftest, "data_root", lambda: tmp_path)
+    monkeypatch.setenv("CI", "true")
+    assert conftest.multi30k_or_skip() == tmp_path

@@ -1,0 +1,39 @@
+"""Resume continues bit-identically where training draws random numbers: dropout > 0 and hard attention
+(Gumbel noise). Both depend on the checkpoint's RNG states; test_resume.py's model draws none.
+In-process (train(cfg) twice), as a resumed nmt-train does in a fresh process: seed, build, restore."""
+import pytest
+import torch
+from helpers import tb_scalars, toy_cfg
+
+from nmt.training.session import train
+
+STEPS, CUT = 12, 6  # trainer.save_every=3: the first leg stops at its own step_6.pt
+RUN = ["trainer.save_every=3", "trainer.valid_max_sentences=4", "data.corpus.eval_size=4", "decode.beam_size=1"]
+RANDOM_TRAINING = {
+    "dropout": ["model.encoder.dropout=0.3", "model.decoder.dropout=0.3"],
+    "hard_attention": ["model/attention=hard"],
+}
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("cache")
+
+
+def run(run_dir, cache, steps: int, extra: list[str], resume: bool = False) -> dict:
+    """train() to `steps`; -> the weights of its step checkpoint."""
+    train(toy_cfg(run_dir, cache, [*RUN, *extra, f"trainer.max_steps={steps}", f"trainer.resume={resume}"]))
+    return torch.load(run_dir / "checkpoints" / f"step_{steps}.pt", weights_only=True)["model"]
+
+
+@pytest.mark.parametrize("kind", sorted(RANDOM_TRAINING))
+def test_resume_with_random_training_equals_uninterrupted(tmp_path, cache, kind):
+    extra = RANDOM_TRAINING[kind]
+    ref = run(tmp_path / "ref", cache, STEPS, extra)
+    run(tmp_path / "cut", cache, CUT, extra)
+    cut = run(tmp_path / "cut", cache, STEPS, extra, resume=True)
+    for name, tensor in ref.items():
+        assert torch.equal(tensor, cut[name]), f"{name} differs after resuming ({kind})"
+    ref_loss, cut_loss = tb_scalars(tmp_path / "ref", "train/loss"), tb_scalars(tmp_path / "cut", "train/loss")
+    assert ref_loss == cut_loss and max(ref_loss) == STEPS
+
