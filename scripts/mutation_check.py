@@ -43,16 +43,12 @@ class Mutation:
 # The mutations of issue 19, Sec. 5. When the code they point at is rewritten, update `original`
 # (and `mutated`) here: the script refuses to guess and reports ANCHOR MISSING.
 MUTATIONS = [
-    Mutation("length-penalty sign", "nmt/decoding/beam.py",
-             "norm = top / ((5.0 + t + 1) / 6.0) ** alpha  # every candidate of step t has |Y| = t + 1",
-             "norm = top / ((5.0 + t + 1) / 6.0) ** -alpha  # every candidate of step t has |Y| = t + 1",
+    Mutation("length-penalty sign (candidates and stopping bound)", "nmt/decoding/beam.py",
+             "return ((5.0 + lengths) / 6.0) ** alpha",
+             "return ((5.0 + lengths) / 6.0) ** -alpha",
              ("tests/decoding/test_search.py::test_length_penalty_decides_between_short_and_long",
-              "tests/decoding/test_search.py::test_finished_hypotheses_do_not_take_beam_slots")),
-    Mutation("length-penalty sign in the stopping bound", "nmt/decoding/beam.py",
-             "return ((5.0 + lengths.float()) / 6.0) ** alpha",
-             "return ((5.0 + lengths.float()) / 6.0) ** -alpha",
-             ("tests/decoding/test_search.py::test_early_stop_equals_search_to_the_length_limit",
-              "tests/decoding/test_search.py::test_length_penalty_decides_between_short_and_long")),
+              "tests/decoding/test_search.py::test_finished_hypotheses_do_not_take_beam_slots",
+              "tests/decoding/test_search.py::test_early_stop_equals_search_to_the_length_limit")),
     Mutation("no beam reorder of the Transformer cache", "nmt/decoding/beam.py",
              "{k: v.index_select(0, rows) for k, v in state.items()})",
              "{k: (v if k.startswith('self_') else v.index_select(0, rows)) for k, v in state.items()})",

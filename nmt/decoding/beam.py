@@ -24,9 +24,9 @@ from nmt.decoding.greedy import Hypotheses, cut, length_limits
 from nmt.models.seq2seq import EncoderOutput, Seq2Seq, State
 
 
-def length_penalty(lengths: Tensor, alpha: float) -> Tensor:
+def length_penalty(lengths: Tensor | int, alpha: float) -> Tensor | float:
     """GNMT length penalty ((5 + |Y|) / 6)^alpha (Wu et al. 2016, Eq. 14); alpha=0 gives 1."""
-    return ((5.0 + lengths.float()) / 6.0) ** alpha
+    return ((5.0 + lengths) / 6.0) ** alpha
 
 
 @dataclass
@@ -88,7 +88,7 @@ def _step(live: Live, fin: Finished, logp: Tensor, state: State, t: int, K: int,
     in_beam = torch.arange(2 * K, device=top.device) < K  # eos only finishes within the top K (beam 1 = greedy)
     hist = live.seqs.view(A, K, -1)[:, :, 1:].gather(1, origin[..., None].expand(-1, -1, t))  # (A, 2K, t)
     cand = F.pad(torch.cat([hist, token[..., None]], dim=2), (0, T - t - 1), value=eos_id)  # (A, 2K, T)
-    norm = top / ((5.0 + t + 1) / 6.0) ** alpha  # every candidate of step t has |Y| = t + 1
+    norm = top / length_penalty(t + 1, alpha)  # every candidate of step t has |Y| = t + 1
     fin.merge(live.ids, torch.where(ends & in_beam, norm, float("-inf")), top, cand)
     raw, pick = torch.where(ends, float("-inf"), top).topk(K, dim=-1)  # (A, K) best K not ending in eos
     rows = (torch.arange(A, device=top.device)[:, None] * K + origin.gather(1, pick)).view(-1)  # (AK,)

@@ -18,8 +18,9 @@ def half_trained(real_pairs):
     return model.eval(), src, src_len
 
 
-def test_beam_one_equals_greedy(half_trained):
-    model, src, src_len = half_trained
+@pytest.mark.parametrize("which", ["half_trained", "half_trained_transformer"])
+def test_beam_one_equals_greedy(which, request):
+    model, src, src_len = request.getfixturevalue(which)
     g = greedy_decode(model, src, src_len, BOS, EOS, 1.5, 5)
     b = beam_search(model, src, src_len, 1, BOS, EOS, 0.0, 1.5, 5)
     assert b.tokens == g.tokens
@@ -170,10 +171,3 @@ def test_every_nbest_score_is_the_teacher_forced_log_prob(which, request):
             lp_len = ((5 + len(toks) + 1) / 6) ** alpha
             torch.testing.assert_close(b.nbest_scores[i, n], lp / lp_len, atol=1e-4, rtol=1e-4)
 
-
-def test_transformer_beam_one_equals_greedy(half_trained_transformer):
-    model, src, src_len = half_trained_transformer
-    g = greedy_decode(model, src, src_len, BOS, EOS, 1.5, 5)
-    b = beam_search(model, src, src_len, 1, BOS, EOS, 0.0, 1.5, 5)
-    assert b.tokens == g.tokens
-    torch.testing.assert_close(b.scores, g.scores)
