@@ -1,7 +1,20 @@
 """A missing Multi30k skips the real-data tests locally and fails them under CI=true (tests/conftest.py)."""
+import importlib.util
+from pathlib import Path
+
 import pytest
 
-import conftest
+
+def load_conftest():
+    """tests/conftest.py as a fresh module: `import conftest` may give another directory's conftest
+    (tests/data/, tests/scripts/, ...) once pytest has imported them all."""
+    spec = importlib.util.spec_from_file_location("nmt_tests_conftest", Path(__file__).parent / "conftest.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+conftest = load_conftest()
 
 
 def outcome() -> type | None:
