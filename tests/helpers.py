@@ -105,3 +105,14 @@ class ExplodingCorpus:
 
     def load(self, split: str):
         raise AssertionError(f"the corpus was read (split {split!r}) before the config was validated")
+
+
+def raised(call) -> type | None:
+    """The type of what call() raises, or None. Catches pytest's skip and fail too (BaseExceptions), so a
+    test can assert that something *fails* under CI: inside pytest.raises(fail.Exception) an unexpected
+    skip would escape and report the test as skipped instead of failed."""
+    try:
+        call()
+    except BaseException as e:  # noqa: BLE001 - skip and fail are BaseExceptions
+        return type(e)
+    return None

@@ -7,7 +7,6 @@ from nmt.alignment.aer import aer_scores
 from nmt.alignment.extract import AlignSettings, piece_words, selections, sentence_links
 from nmt.alignment.links import GoldAlignment, Link
 from nmt.decoding.inspect import output_maps
-from nmt.models.rnn import RNNDecoder
 from nmt.models.seq2seq import Seq2Seq
 
 
@@ -30,10 +29,10 @@ def check_word_counts(lines: list[str], ids: list[list[int]], tok, side: str) ->
 
 def shift_rows(model: Seq2Seq) -> int:
     """Rows between a target piece's own row and the first row whose query has read it (Chen et al. 2020's
-    shift, nmt.alignment.extract): 2 for the Bahdanau flow (row t's query is s_{t-1}, Bahdanau et al. 2015,
-    Eq. 4-6), 1 for the Luong flow (h_t, Luong et al. 2015, Eq. 5) and the Transformer decoder."""
-    decoder = model.decoder
-    return 2 if isinstance(decoder, RNNDecoder) and decoder.flow == "bahdanau" else 1
+    shift, nmt.alignment.extract): 1 + the decoder's query_lag, so 2 for the Bahdanau flow (row t's query is
+    s_{t-1}, Bahdanau et al. 2015, Eq. 4-6), 1 for the Luong flow (h_t, Luong et al. 2015, Eq. 5) and the
+    Transformer decoder."""
+    return 1 + model.decoder.query_lag
 
 
 @torch.no_grad()

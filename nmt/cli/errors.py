@@ -23,7 +23,7 @@ from omegaconf.errors import OmegaConfBaseException
 from nmt.cli.common import config_dir, register_resolvers
 from nmt.data.corpus import CorpusError
 from nmt.training.checkpoint import CheckpointError
-from nmt.training.run_dir import RunDirError
+from nmt.training.run_dir import RunDirError, flat_leaves
 from nmt.decoding import DecodeSettings
 from nmt.training.session import EvaluationInterrupted, typed
 
@@ -92,15 +92,11 @@ def unknown_key(config_name: str, overrides: list[str], key: str) -> str:
 
 def config_keys(cfg: DictConfig) -> list[str]:
     """Every dotted key of a config: the leaves and the nodes above them."""
-    out = []
-
-    def walk(node, prefix):
-        for k, v in node.items():
-            out.append(prefix + str(k))
-            if isinstance(v, dict):
-                walk(v, f"{prefix}{k}.")
-    walk(OmegaConf.to_container(cfg, resolve=False), "")
-    return out
+    keys = {}  # dict: ordered and unique
+    for leaf in flat_leaves(cfg, resolve=False):
+        parts = leaf.split(".")
+        keys.update(dict.fromkeys(".".join(parts[:i]) for i in range(1, len(parts) + 1)))
+    return list(keys)
 
 
 def check_mandatory(cfg: DictConfig) -> None:

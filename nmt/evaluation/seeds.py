@@ -10,8 +10,7 @@ mean 0 to stand for the null hypothesis (Efron & Tibshirani 1993, Sec. 16.4), an
 p = (#{|d_b - mean d_b| >= |d_observed|} + 1) / (resamples + 1).
 
 This is not sacreBLEU's PairedTest p (the per-run column): sacreBLEU 2.x centres |d_b| instead of d_b,
-which gives p = 1 / (resamples + 1) for two identical systems and, in a simulation of equal-quality
-systems, p < 0.05 about a quarter of the time. Seed resampling with k seeds underestimates the seed
+which gives p = 1 / (resamples + 1) for two identical systems (tests/evaluation/test_significance.py). Seed resampling with k seeds underestimates the seed
 variance by (k - 1) / k: with 3 seeds, read p near 0.05 with care.
 """
 from __future__ import annotations

@@ -6,7 +6,6 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from nmt.models.rnn import RNNEncoder
 from nmt.models.seq2seq import Seq2Seq
 
 FAMILIES = ("rnn", "transformer", "hybrid")
@@ -71,8 +70,8 @@ def check_labels(cfg: DictConfig) -> None:
 def check_rnn_depths(cfg: DictConfig, encoder: nn.Module) -> None:
     """An RNN decoder starts from the final states of the RNN encoder's top num_layers layers
     (RNNDecoder.init_state, through the bridge), so it can be at most as deep as that encoder. (A Transformer
-    encoder has no final states: every decoder layer starts from the mean of its memory.)"""
-    if isinstance(encoder, RNNEncoder) and cfg.decoder.num_layers > cfg.encoder.num_layers:
+    encoder has no final states, final_dim None: every decoder layer starts from the mean of its memory.)"""
+    if encoder.final_dim is not None and cfg.decoder.num_layers > cfg.encoder.num_layers:
         raise ValueError(f"model.decoder.num_layers={cfg.decoder.num_layers} is more than model.encoder.num_layers="
                          f"{cfg.encoder.num_layers}: each decoder layer starts from one encoder layer's final state; "
                          "set model.encoder.num_layers >= model.decoder.num_layers")

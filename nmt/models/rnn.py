@@ -65,6 +65,9 @@ class RNNDecoder(nn.Module):
             raise ValueError(f"model.attention.flow must be one of {FLOWS}, got {flow!r}")
         self.flow, self.cell, self.num_layers, self.hidden_size = flow, cell, num_layers, hidden_size
         self.input_feeding = input_feeding and flow == "luong"
+        # decoder inputs the attention query of a step has not read yet: Bahdanau attends with s_{t-1}
+        # (it has not consumed y_{t-1}), Luong with h_t (it has); read by nmt.alignment's shift
+        self.query_lag = 1 if flow == "bahdanau" else 0
         extra = enc_dim if flow == "bahdanau" else (hidden_size if self.input_feeding else 0)
         self.embed = Embeddings(vocab_size, emb_size, pad_id, scale=False)
         self.rnn = _rnn(cell, emb_size + extra, hidden_size, num_layers, dropout, bidirectional=False)

@@ -178,6 +178,7 @@ class TransformerDecoder(nn.Module):
         self.final_norm = nn.LayerNorm(d_model) if pre_norm else nn.Identity()
         self.dropout = nn.Dropout(dropout)
         self.output_dim = d_model
+        self.query_lag = 0  # the query of step t has read the decoder input of step t (RNNDecoder.query_lag)
 
     def init_state(self, enc: EncoderOutput) -> State:
         """Empty self-attention caches and the projected source keys/values of every layer."""

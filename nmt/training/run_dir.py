@@ -158,8 +158,8 @@ def lock_message(run_dir: Path, holder: str) -> str:
             f"nmt-train trainer.resume=true run_dir={run_dir}")
 
 
-def flat_leaves(cfg: DictConfig) -> dict:
-    """{dotted key: resolved value} of every leaf (lists are leaves)."""
+def flat_leaves(cfg: DictConfig, resolve: bool = True) -> dict:
+    """{dotted key: value} of every leaf (lists are leaves), interpolations resolved unless resolve=False."""
     out = {}
 
     def walk(node, prefix):
@@ -168,7 +168,7 @@ def flat_leaves(cfg: DictConfig) -> dict:
                 walk(v, f"{prefix}{k}.")
             else:
                 out[f"{prefix}{k}"] = v
-    walk(OmegaConf.to_container(cfg, resolve=True), "")
+    walk(OmegaConf.to_container(cfg, resolve=resolve), "")
     return out
 
 
