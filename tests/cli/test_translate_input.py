@@ -112,3 +112,11 @@ def test_cli_bad_stdin_and_a_long_line(toy_run):
     assert len(long.stdout.decode().split("\n")) == 3  # two lines out, and the final newline
     assert "input line 2 has 80000 source pieces, more than decode.max_input_tokens=128" in long.stderr.decode()
     assert seconds < 120  # minutes before the cap; ~10 s of start-up and one short beam search with it
+
+
+@pytest.mark.parametrize("nbest", [0, 6])
+def test_nbest_outside_one_to_beam_size_names_both_keys(nbest):
+    """decode.nbest=N needs N finished hypotheses from a beam of decode.beam_size (5 by default)."""
+    with pytest.raises(ValueError, match=rf"decode.nbest must be between 1 and decode.beam_size=5, got {nbest}"):
+        settings(nbest=nbest, beam_size=5)
+    assert settings(nbest=5, beam_size=5).nbest == 5
