@@ -47,6 +47,16 @@ def test_every_data_config_composes_and_its_corpus_instantiates(data, tmp_path):
     assert hasattr(corpus, "load") and set(cfg.data.splits) == {"train", "valid", "test"}
 
 
+@pytest.mark.parametrize("data", options("data"))
+def test_every_data_config_sets_every_key_of_the_shared_base(data):
+    """configs/data/base/common.yaml leaves src_lang, tgt_lang, splits and corpus ??? (required)."""
+    cfg = compose_cfg([f"data={data}", "trainer=cpu"])
+    assert OmegaConf.missing_keys(cfg.data) == set()
+    assert list(cfg.data) == ["root", "src_lang", "tgt_lang", "max_len", "cache_dir", "splits", "corpus", "tokenizer"]
+    if data.startswith("multi30k_"):  # configs/data/base/multi30k.yaml + the pair of the file name
+        assert data == f"multi30k_{cfg.data.src_lang}_{cfg.data.tgt_lang}"
+
+
 @pytest.mark.parametrize("name", options("experiment"))
 def test_every_experiment_composes(name):
     cfg = compose_cfg([f"+experiment={name}", "trainer=cpu"])
