@@ -27,8 +27,8 @@ from nmt.alignment.pipeline import align_texts, best_selection, gold_scores, sco
 from nmt.cli.common import config_dir
 from nmt.common import atomic_write_text, write_json
 from nmt.decoding import DecodeSettings
-from nmt.logging import attention_label
-from nmt.training.run_dir import load_trained
+from nmt.runs.trained import attention_label
+from nmt.runs.trained import load_trained
 
 REPO = Path(__file__).resolve().parent.parent
 COUNTERFACTUALS = ("uniform", "permute", "zero_top")  # the summary's columns (configs/explain.yaml's list)

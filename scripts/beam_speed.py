@@ -26,7 +26,7 @@ from sacrebleu.metrics import BLEU
 
 import nmt.decoding.beam
 from nmt.decoding import DecodeSettings, translate_ids
-from nmt.training.run_dir import load_trained
+from nmt.runs.trained import load_trained
 
 
 def settings(beam: int, alpha: float, batch: int) -> DecodeSettings:

@@ -74,24 +74,40 @@ def make_hook(name: str, seed: int) -> WeightHook:
     return {"uniform": uniform, "zero_top": zero_top}.get(name) or permuter(seed)
 
 
-def slot_modules(model: nn.Module) -> dict[str, nn.Module]:
-    """The attention module behind every slot name of the maps: "cross" (RNN decoder), "enc.<i>.self",
-    "dec.<i>.self", "dec.<i>.cross" (Transformer layers)."""
-    slots = {}
-    for i, layer in enumerate(getattr(model.encoder, "layers", [])):
-        slots[f"enc.{i}.self"] = layer.self_attention
-    if hasattr(model.decoder, "attention"):
-        slots["cross"] = model.decoder.attention
-    for i, layer in enumerate(getattr(model.decoder, "layers", [])):
-        slots[f"dec.{i}.self"], slots[f"dec.{i}.cross"] = layer.self_attention, layer.cross_attention
-    return slots
+class InterventionIgnored(RuntimeError):
+    """An attention module never passed its weights through the intervention hook (a broken contract)."""
 
 
 @contextmanager
 def intervening(module: nn.Module, hook: WeightHook) -> Iterator[None]:
-    """Within the block, `module` passes its weights through `hook`; afterwards it is as before."""
-    module.intervention = hook
+    """Within the block, `module` passes its weights through `hook`; afterwards it is as before.
+
+    If the block ran the module's forward but the module never called the hook, InterventionIgnored is
+    raised: a type that skips the contract's hook would otherwise report "no change", which reads as
+    "attention explains nothing"."""
+    calls = {"hook": 0, "attend": 0}
+
+    def counted(weights: Tensor, allowed: Tensor) -> Tensor:
+        calls["hook"] += 1
+        return hook(weights, allowed)
+
+    def count_call(*_):
+        calls["attend"] += 1
+    module.intervention = counted
+    handles = [module.register_forward_pre_hook(count_call)]
+    if hasattr(module, "attend"):  # a Transformer slot's cached path (KVAttention) bypasses forward
+        attend = module.attend
+        module.attend = lambda *a, **k: (count_call(), attend(*a, **k))[1]
     try:
         yield
     finally:
+        for h in handles:
+            h.remove()
+        vars(module).pop("attend", None)
         del module.intervention  # back to the class default, None
+    if calls["attend"] and not calls["hook"]:
+        raise InterventionIgnored(
+            f"{type(module).__name__} attended {calls['attend']} times but never passed its weights through its "
+            "intervention hook, so a counterfactual cannot change it. An attention type must call "
+            "nmt.attention.intervention.intervene(self.intervention, weights, allowed) before weighting the "
+            "values (check it with nmt.attention.contract.check_intervention)")

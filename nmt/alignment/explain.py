@@ -34,15 +34,15 @@ import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 
-from nmt.alignment.counterfactual import intervening, make_hook, slot_modules
+from nmt.alignment.counterfactual import intervening, make_hook
 from nmt.alignment.extract import is_cross
 from nmt.attention.intervention import WeightHook
 from nmt.attention.windows import lengths_mask
 from nmt.common import atomic_write_text, pick_device, write_json
 from nmt.data.batching import Batch, collate
 from nmt.decoding import DecodeSettings, decode_texts
-from nmt.evaluation.metrics import corpus_scores
-from nmt.training.run_dir import load_split, load_trained
+from nmt.scoring import corpus_scores
+from nmt.runs.trained import load_trained
 
 
 @dataclass
@@ -116,7 +116,7 @@ def attention_detached(model) -> Iterator[None]:
     """Every attention module's weights are constants for autograd within the block (Jain & Wallace
     2019, Sec. 3: "we disconnect the computation graph at the attention module"); values unchanged."""
     with ExitStack() as stack:
-        for module in slot_modules(model).values():
+        for module in model.attention_modules().values():
             stack.enter_context(intervening(module, _detach))
         yield
 
@@ -204,7 +204,7 @@ def explain(model, src_ids: list[list[int]], refs: list[str], tok, settings: Exp
     model.eval()
     data = batches(src_ids, tok.encode(refs), tok, settings.chunk, device)
     baseline = corpus_scores(decode_texts(model, src_ids, tok, decode, device)[0], refs)["bleu"]
-    modules = slot_modules(model)
+    modules = model.attention_modules()
     changes = output_changes(model, data, tok.pad_id, {(slot, name): (module, make_hook(name, settings.seed))
                                                        for slot, module in modules.items()
                                                        for name in settings.counterfactuals})
@@ -244,7 +244,7 @@ def explain_run(cfg: DictConfig) -> dict:
     trained = load_trained(Path(cfg.run_dir), cfg.checkpoint, device, cfg.data_root)
     if cfg.split not in trained.cfg.data.splits:
         raise ValueError(f"split={cfg.split} is not one of the run's data.splits ({', '.join(trained.cfg.data.splits)})")
-    pairs = load_split(trained, cfg.split)
+    pairs = trained.load_split(cfg.split)
     pairs = pairs.select(range(min(cfg.max_sentences, len(pairs))))
     decode = DecodeSettings(**OmegaConf.to_container(cfg.decode, resolve=True))
     settings = ExplainSettings(list(cfg.counterfactuals), cfg.seed, cfg.gradient, cfg.leave_one_out, cfg.chunk)

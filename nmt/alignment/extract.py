@@ -30,6 +30,7 @@ import torch
 from torch import Tensor
 
 from nmt.alignment.links import Link
+from nmt.attention.slot import Slot
 
 WORD_START = "▁"  # sentencepiece's word-start marker (U+2581)
 
@@ -113,7 +114,7 @@ def argmax_alignments(maps: dict[str, Tensor], src_pieces: list[str], out_pieces
 
 def is_cross(slot: str) -> bool:
     """Slots whose keys are the source and queries the target: "cross" (RNN), "dec.<i>.cross"."""
-    return slot == "cross" or (slot.startswith("dec.") and slot.endswith(".cross"))
+    return Slot(slot).is_cross
 
 
 def selections(maps: dict[str, Tensor]) -> dict[str, Tensor]:
@@ -139,4 +140,4 @@ def last_selection(names: list[str]) -> str:
     cross = [n for n in names if not n.startswith("all:") and (":" not in n or n.endswith(":mean"))]
     if not cross:
         raise ValueError(f"no cross-attention slot among {names}; alignment needs decoder->encoder attention")
-    return max(cross, key=lambda n: int(n.split(".")[1]) if n.startswith("dec.") else -1)
+    return max(cross, key=lambda n: Slot(n.partition(":")[0]).depth)  # "<slot>" or "<slot>:mean"

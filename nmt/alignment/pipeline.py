@@ -20,7 +20,7 @@ from nmt.alignment.links import GoldAlignment, Link, check_bounds, read_gold, wr
 from nmt.common import pick_device, write_json
 from nmt.data.corpus import read_lines
 from nmt.decoding import DecodeSettings, decode_texts
-from nmt.training.run_dir import load_trained
+from nmt.runs.trained import load_trained
 
 
 def align_texts(trained, src_lines: list[str], tgt_lines: list[str] | None, settings: AlignSettings,

@@ -7,6 +7,7 @@ from nmt.attention.global_attention import GlobalAttention
 from nmt.attention.hard_attention import HardAttention
 from nmt.attention.local_attention import LocalAttention
 from nmt.attention.multihead import MultiHeadAttention
+from nmt.attention.slot import Slot
 from nmt.attention.windows import causal_mask, window_mask
 
 __all__ = [
@@ -21,4 +22,5 @@ __all__ = [
     "LocalAttention",
     "HardAttention",
     "MultiHeadAttention",
+    "Slot",
 ]

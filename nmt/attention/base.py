@@ -8,6 +8,15 @@ Every attention module of this package has one call signature::
     mask  bool, broadcastable to (B, Tq, Tk), True = may attend (or None: attend everywhere)
     -> AttentionOutput(context (B, Tq, Dv), weights (B, H, Tq, Tk), centres (B, Tq) | None)
 
+Beside the call, the contract has two attributes (nmt/attention/contract.py checks all of it, for a user's own
+type too):
+
+    intervention       None, or a hook (nmt.attention.intervention) the module passes its normalised weights
+                       through before they weight the values; counterfactuals (nmt-explain) set it
+    window_half_width  D when the module attends a window [centre - D, centre + D] (local-m / local-p: the
+                       target position or p_t; a sliding window: the query position), else None; the explorer
+                       draws the window from it
+
 Score modules map ``query (..., Tq, Dq), keys (..., Tk, Dk) -> scores (..., Tq, Tk)``; the
 leading dimensions are free so multi-head attention can score (B, H, Tq, dh) per head.
 """
@@ -46,6 +55,9 @@ class Attention(Protocol):
     configs/model/attention/ (`_target_`, `label`, `flow` for the RNN decoder, its arguments):
     docs/architecture.md has the recipe.
     """
+
+    intervention: object           # None or WeightHook: see nmt.attention.intervention
+    window_half_width: int | None  # D of a local window, None for none
 
     def __call__(self, query: Tensor, keys: Tensor, values: Tensor, mask: Tensor | None, *,
                  query_positions: Tensor | None = None, need_weights: bool = True) -> AttentionOutput: ...

@@ -17,6 +17,7 @@ class GlobalAttention(nn.Module):
     """
 
     intervention: WeightHook | None = None  # counterfactual tests only (nmt.attention.intervention)
+    window_half_width: int | None = None    # every source position: no window
 
     def __init__(self, query_dim: int, key_dim: int, score: str):
         super().__init__()

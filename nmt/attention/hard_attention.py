@@ -29,6 +29,7 @@ class HardAttention(nn.Module):
     """
 
     intervention: WeightHook | None = None  # counterfactual tests only: acts on the one-hot weights
+    window_half_width: int | None = None    # samples among every source position: no window
 
     def __init__(self, query_dim: int, key_dim: int, score: str, temperature: float):
         super().__init__()

@@ -42,6 +42,7 @@ class LocalAttention(nn.Module):
             raise ValueError(f"model.attention.sigma must be > 0, got {sigma}")
         self.window = window
         self.half_width = half_width
+        self.window_half_width = half_width  # the contract's window metadata (nmt.attention.base)
         self.sigma = sigma
         self.score = build_score(score, query_dim, key_dim)
         if window == "local_p":

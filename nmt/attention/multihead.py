@@ -44,6 +44,7 @@ class MultiHeadAttention(nn.Module):
         self.dropout = dropout
         self.window = window
         self.half_width = half_width
+        self.window_half_width = half_width if window == "local" else None  # the contract's window metadata
         self.q_proj = nn.Linear(query_dim, key_dim)
         self.k_proj = nn.Linear(key_dim, key_dim)
         self.v_proj = nn.Linear(key_dim, key_dim)

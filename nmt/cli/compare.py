@@ -14,7 +14,8 @@ import sys
 from pathlib import Path
 
 from nmt.common import setup_logging
-from nmt.evaluation.compare import GoldSettings, compare
+from nmt.evaluation.compare import CompareError, compare
+from nmt.evaluation.gold import GoldSettings
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -39,7 +40,10 @@ def main(argv: list[str] | None = None) -> None:
     if not args.sweep_dir.is_dir():
         raise SystemExit(f"{args.sweep_dir} is not a directory")
     gold = None if args.gold is None else GoldSettings(args.gold, args.gold_format, args.gold_one_based)
-    rows = compare(args.sweep_dir, args.baseline, args.probe, args.samples, gold)
+    try:
+        rows = compare(args.sweep_dir, args.baseline, args.probe, args.samples, gold)
+    except CompareError as e:
+        raise SystemExit(f"nmt-compare: {e}") from None
     cols = ["run", "attention", "BLEU", "chrF", "TER", "p (BLEU vs baseline)", *(["AER"] if gold else [])]
     for row in rows:
         print("  ".join(f"{c}={row[c]}" for c in cols))

@@ -22,8 +22,8 @@ from omegaconf.errors import OmegaConfBaseException
 
 from nmt.cli.common import config_dir, register_resolvers
 from nmt.data.corpus import CorpusError
-from nmt.training.checkpoint import CheckpointError
-from nmt.training.run_dir import RunDirError, flat_leaves
+from nmt.runs.checkpoint import CheckpointError
+from nmt.runs.run_dir import RunDirError, flat_leaves
 from nmt.decoding import DecodeSettings
 from nmt.training.session import EvaluationInterrupted, typed
 

@@ -20,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from nmt.cli.common import config_dir, default_trainer_override, register_resolvers
 from nmt.cli.errors import CONFIG_ERRORS, UserError, compose_checked, hydra_flags, newest_runs, user_errors
-from nmt.training.run_dir import check_run_dir, check_unlocked, resume_config, run_lock
+from nmt.runs.run_dir import check_run_dir, check_unlocked, resume_config, run_lock
 from nmt.training.session import check_config, train
 
 PROG = "nmt-train"
@@ -31,7 +31,7 @@ def resuming(args: list[str]) -> bool:
 
 
 def resumed(given: DictConfig, overrides: list[str]) -> DictConfig:
-    """The run's stored config.yaml with the overrides given now (nmt.training.run_dir.resume_config)."""
+    """The run's stored config.yaml with the overrides given now (nmt.runs.run_dir.resume_config)."""
     if given.run_dir is None:
         raise UserError(f"trainer.resume=true needs run_dir=<the run to continue>{newest_runs()}")
     stored = Path(given.run_dir) / "config.yaml"

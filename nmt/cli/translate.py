@@ -12,8 +12,8 @@ from nmt.cli.errors import precheck, user_errors
 from nmt.common import pick_device, setup_logging
 from nmt.data.corpus import numbered_stream, read_lines
 from nmt.decoding import DecodeSettings, nbest_lines, translate_lines
-from nmt.logging.explorer import save_translation_explorer
-from nmt.training.run_dir import load_trained
+from nmt.inspection.explorer import save_translation_explorer
+from nmt.runs.trained import load_trained
 
 PROG = "nmt-translate"
 
@@ -44,7 +44,7 @@ def translate(cfg: DictConfig) -> None:
     decode = DecodeSettings(**OmegaConf.to_container(cfg.decode))
     result = translate_lines(trained.model, trained.src_tok, trained.tgt_tok, read_input(cfg.input), decode, device)
     if cfg.attention_png is not None:
-        from nmt.logging.heatmaps import save_translation_pngs  # matplotlib only when asked for
+        from nmt.inspection.heatmaps import save_translation_pngs  # matplotlib only when asked for
         save_translation_pngs(Path(cfg.attention_png), trained, result, device)
     if cfg.explorer is not None:
         save_translation_explorer(Path(cfg.explorer), trained, result, device)

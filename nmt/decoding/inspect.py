@@ -1,11 +1,13 @@
-"""Attention maps of the model's own output: force-decode the hypothesis and keep every map."""
+"""Attention maps of the model's own output: force-decode the hypothesis and keep every map; a Probe is one
+sentence's maps labelled with its sentencepiece pieces (what heatmaps, the explorer and TensorBoard draw)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
 
+from nmt.attention.slot import Slot
 from nmt.data.batching import collate
 from nmt.models.seq2seq import Seq2Seq
 
@@ -14,8 +16,36 @@ from nmt.models.seq2seq import Seq2Seq
 class SentenceMaps:
     src_ids: list[int]             # as fed to the encoder (specials included)
     out_ids: list[int]             # the model's output tokens + eos
-    maps: dict[str, Tensor]        # name -> (H, Tq, Tk) cropped to the real lengths
-    centres: dict[str, Tensor]     # name -> (T_out,) local_p predicted centres
+    maps: dict[Slot, Tensor]       # slot -> (H, Tq, Tk) cropped to the real lengths
+    centres: dict[Slot, Tensor]    # slot -> (T_out,) local_p predicted centres
+    windows: dict[Slot, int]       # slot -> D of its local window (the modules' window_half_width)
+
+
+@dataclass
+class Probe:
+    """One sentence's attention maps with the pieces that label them (drawn by nmt.inspection)."""
+    src_pieces: list[str]                  # source subwords (no bos/eos)
+    out_pieces: list[str]                  # output subwords, the last "</s>"
+    maps: dict[Slot, Tensor]               # slot -> (H, Tq, Tk)
+    centres: dict[Slot, Tensor] = field(default_factory=dict)  # slot -> (Tq,) local-p p_t
+    windows: dict[Slot, int] = field(default_factory=dict)     # slot -> D of its local window
+
+    def __post_init__(self):  # names read back from probes.pt (plain str) become Slots
+        self.maps = {Slot(k): v for k, v in self.maps.items()}
+        self.centres = {Slot(k): v for k, v in self.centres.items()}
+        self.windows = {Slot(k): int(v) for k, v in self.windows.items()}
+
+    def saved(self) -> dict:
+        """Plain str keys, tensors and lists: what torch.load(weights_only=True) reads back (Probe(**saved))."""
+        plain = lambda d: {str(k): v for k, v in d.items()}  # noqa: E731
+        return {"src_pieces": self.src_pieces, "out_pieces": self.out_pieces, "maps": plain(self.maps),
+                "centres": plain(self.centres), "windows": plain(self.windows)}
+
+
+def to_probe(maps: SentenceMaps, src_tok, tgt_tok) -> Probe:
+    """A sentence's maps labelled with sentencepiece pieces; the output's final eos is "</s>"."""
+    return Probe(src_tok.pieces(maps.src_ids), tgt_tok.pieces(maps.out_ids[:-1]) + ["</s>"], maps.maps,
+                 maps.centres, maps.windows)
 
 
 @torch.no_grad()
@@ -23,18 +53,20 @@ def output_attention(model: Seq2Seq, src_ids: list[list[int]], out_ids: list[lis
                      bos_id: int, eos_id: int, device: torch.device) -> list[SentenceMaps]:
     """One teacher-forced pass over bos + hypothesis: equals the maps seen during (cached) decoding."""
     model.eval()
+    windows = model.attention_windows()
     batch = collate(src_ids, out_ids, list(range(len(src_ids))), pad_id, bos_id, eos_id).to(device)
     out, enc = model(batch.src, batch.src_lengths, batch.tgt_in, need_weights=True)
     S = batch.src_lengths.tolist()
     T = (batch.tgt_out != pad_id).sum(1).tolist()
     result = []
     for b in range(len(src_ids)):
-        # names: encoder "enc.<i>.self" (S, S); decoder "dec.<i>.self" (T, T), "cross"/"dec.<i>.cross" (T, S)
+        # encoder self-attention (S, S); decoder self-attention (T, T); cross-attention (T, S)
         maps = {k: v[b, :, : S[b], : S[b]].float().cpu() for k, v in enc.attention.items()}
         for k, v in out.attention.items():
-            maps[k] = v[b, :, : T[b], : (T[b] if k.endswith("self") else S[b])].float().cpu()
+            maps[k] = v[b, :, : T[b], : (S[b] if k.keys_are_source else T[b])].float().cpu()
         cen = {k: v[b, : T[b]].float().cpu() for k, v in out.centres.items()}
-        result.append(SentenceMaps(batch.src[b, : S[b]].tolist(), batch.tgt_out[b, : T[b]].tolist(), maps, cen))
+        result.append(SentenceMaps(batch.src[b, : S[b]].tolist(), batch.tgt_out[b, : T[b]].tolist(), maps, cen,
+                                   windows))
     return result
 
 

@@ -1,3 +1,2 @@
-from nmt.evaluation.metrics import corpus_scores
-
-__all__ = ["corpus_scores"]
+"""Evaluating runs: one run on a split (evaluate), and the runs of a sweep side by side (compare: tables,
+plots, significance over test sentences and seeds, gold AER)."""

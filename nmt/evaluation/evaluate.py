@@ -7,8 +7,8 @@ import torch
 
 from nmt.common import write_json
 from nmt.decoding import DecodeSettings, decode_texts
-from nmt.evaluation.metrics import corpus_scores
-from nmt.training.run_dir import load_split, load_trained
+from nmt.scoring import corpus_scores
+from nmt.runs.trained import load_trained
 
 
 def evaluate_run(run_dir: Path, split: str, checkpoint: str, decode: DecodeSettings, device: torch.device,
@@ -21,7 +21,7 @@ def evaluate_run(run_dir: Path, split: str, checkpoint: str, decode: DecodeSetti
     run_dir = Path(run_dir)
     trained = load_trained(run_dir, checkpoint, device, data_root)
     split_name = trained.cfg.data.splits.get(split, split)
-    ds = load_split(trained, split)
+    ds = trained.load_split(split)
     texts, _ = decode_texts(trained.model, trained.src_tok.encode(ds["src"]), trained.tgt_tok, decode, device)
     scores = corpus_scores(texts, ds["tgt"])
     stem = f"{split}.{checkpoint if checkpoint in ('best', 'last') else 'ckpt'}.beam{decode.beam_size}"

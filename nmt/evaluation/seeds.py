@@ -24,6 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
+from nmt.runs.trained import attention_label
+from nmt.scoring import bleu_of, sentence_stats
+
 log = logging.getLogger("nmt.compare")
 
 SEED_KEYS = ("seed", "run_dir")  # what may differ between the runs of one group
@@ -83,18 +86,6 @@ def summary(group: SeedGroup) -> dict:
         values = [v for v in (_score(r.metrics, path) for r in group.runs) if v is not None]
         row[name] = mean_sd(values) if len(values) == len(group.runs) else None
     return row
-
-
-def sentence_stats(hyps: list[str], refs: list[str]) -> np.ndarray:
-    """sacreBLEU's BLEU sufficient statistics per sentence: (N, 2 + 2 * 4) float32, as PairedTest uses."""
-    from sacrebleu.metrics import BLEU
-    return np.array(BLEU()._extract_corpus_statistics(hyps, [refs]), dtype="float32")
-
-
-def bleu_of(stats: np.ndarray) -> float:
-    """Corpus BLEU from summed sufficient statistics."""
-    from sacrebleu.metrics import BLEU
-    return BLEU()._compute_score_from_stats(stats).score
 
 
 @dataclass
@@ -167,7 +158,6 @@ def _flat(cfg: dict, prefix: str = "") -> dict[str, str]:
 
 def group_names(groups: list[SeedGroup]) -> list[str]:
     """The attention label of each group, plus the config values that tell apart groups sharing one."""
-    from nmt.logging import attention_label
     labels = [attention_label(g.runs[0].cfg["model"]) for g in groups]
     names = []
     for g, label in zip(groups, labels):

@@ -1,4 +1,5 @@
-"""build_model: the one place where data-dependent sizes meet the model config."""
+"""The one place where YAML becomes objects: build_model (data-dependent sizes meet the model config) and
+build_corpus (a data.corpus node, its `_target_` the corpus class)."""
 from __future__ import annotations
 
 from hydra.errors import InstantiationException
@@ -20,6 +21,11 @@ def _instantiate(node: dict, **kwargs) -> nn.Module:
         if isinstance(err.__cause__, ValueError):
             raise err.__cause__ from None
         raise
+
+
+def build_corpus(cfg: DictConfig):
+    """A corpus from its config node (`_target_` + arguments); no file is opened until `.load(split)`."""
+    return _instantiate(cfg)
 
 
 def build_attention(cfg: DictConfig, query_dim: int, key_dim: int) -> nn.Module:

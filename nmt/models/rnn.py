@@ -5,11 +5,13 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from nmt.attention.slot import Slot
 from nmt.models.embeddings import Embeddings
 from nmt.attention.windows import lengths_mask
 from nmt.models.seq2seq import DecoderOutput, EncoderOutput, State
 
 CELLS = {"lstm": nn.LSTM, "gru": nn.GRU}
+CROSS = Slot("cross")  # the RNN decoder's one attention over the source
 FLOWS = ("luong", "bahdanau")
 
 
@@ -32,6 +34,9 @@ class RNNEncoder(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.output_dim = 2 * hidden_size
         self.final_dim = 2 * hidden_size * (2 if cell == "lstm" else 1)
+
+    def attention_modules(self) -> dict[Slot, nn.Module]:
+        return {}  # a recurrent encoder has no attention
 
     def forward(self, src: Tensor, src_lengths: Tensor, need_weights: bool = False) -> EncoderOutput:
         """src (B, S), src_lengths (B,) -> memory (B, S, 2H), final (B, L, 2H or 4H for LSTM)."""
@@ -80,6 +85,9 @@ class RNNDecoder(nn.Module):
             self.readout = nn.Linear(hidden_size + emb_size + enc_dim, 2 * hidden_size)
         self.dropout = nn.Dropout(dropout)
         self.output_dim = hidden_size
+
+    def attention_modules(self) -> dict[Slot, nn.Module]:
+        return {CROSS: self.attention}
 
     def init_state(self, enc: EncoderOutput) -> State:
         """Initial state from the encoder's final states (or the mean of memory if it has none)."""
@@ -167,6 +175,6 @@ class RNNDecoder(nn.Module):
 
 def _output(features: Tensor, state: State, weights: list[Tensor], centres: list[Tensor]) -> DecoderOutput:
     """Stack per-step attention (B, H, 1, S) along Tq into (B, H, T, S); none when not asked for."""
-    attn = {"cross": torch.cat(weights, dim=2)} if weights else {}  # T x (B, H, 1, S) -> (B, H, T, S)
-    cen = {"cross": torch.cat(centres, dim=1)} if centres else {}  # T x (B, 1) -> (B, T)
+    attn = {CROSS: torch.cat(weights, dim=2)} if weights else {}  # T x (B, H, 1, S) -> (B, H, T, S)
+    cen = {CROSS: torch.cat(centres, dim=1)} if centres else {}  # T x (B, 1) -> (B, T)
     return DecoderOutput(features, state, attn, cen)

@@ -5,6 +5,8 @@ from dataclasses import dataclass, field
 
 from torch import Tensor, nn
 
+from nmt.attention.slot import Slot
+
 State = dict[str, Tensor]  # every tensor batch-first, so beam search can index_select(0, ...)
 
 
@@ -13,7 +15,7 @@ class EncoderOutput:
     memory: Tensor                 # (B, S, Dk) encoder states attended by the decoder
     mask: Tensor                   # (B, S) bool, True = real source token
     final: Tensor | None = None    # RNN: (B, L, Dd[*2]) initial decoder state; else None
-    attention: dict[str, Tensor] = field(default_factory=dict)  # name -> (B, H, S, S)
+    attention: dict[Slot, Tensor] = field(default_factory=dict)  # enc.<i>.self -> (B, H, S, S)
 
     def index_select(self, index: Tensor) -> "EncoderOutput":
         """Reorder/expand along the batch (beam search)."""
@@ -26,8 +28,8 @@ class EncoderOutput:
 class DecoderOutput:
     features: Tensor               # (B, T, D) the decoder's output vectors (before the generator)
     state: State                   # continuation state, batch-first
-    attention: dict[str, Tensor] = field(default_factory=dict)  # name -> (B, H, T, S or T)
-    centres: dict[str, Tensor] = field(default_factory=dict)    # name -> (B, T) local_p p_t
+    attention: dict[Slot, Tensor] = field(default_factory=dict)  # slot -> (B, H, T, S or T)
+    centres: dict[Slot, Tensor] = field(default_factory=dict)    # slot -> (B, T) local_p p_t
     logits: Tensor | None = None   # (B, T, V) generator(features), filled by Seq2Seq.decode
 
 
@@ -60,6 +62,15 @@ class Seq2Seq(nn.Module):
         enc = self.encode(src, src_lengths, need_weights=need_weights)
         out = self.decode(tgt_in, enc, self.init_state(enc), need_weights=need_weights)
         return out, enc
+
+    def attention_modules(self) -> dict[Slot, nn.Module]:
+        """The attention module behind every slot of the maps (the encoder's, then the decoder's)."""
+        return {**self.encoder.attention_modules(), **self.decoder.attention_modules()}
+
+    def attention_windows(self) -> dict[Slot, int]:
+        """{slot: D} of every slot whose module attends a local window (the contract's window_half_width)."""
+        return {slot: m.window_half_width for slot, m in self.attention_modules().items()
+                if getattr(m, "window_half_width", None) is not None}
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters() if p.requires_grad)

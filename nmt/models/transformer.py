@@ -17,6 +17,7 @@ from torch import Tensor, nn
 from nmt.models.embeddings import Embeddings
 from nmt.models.positions import PositionEncoding
 from nmt.attention import KVAttention
+from nmt.attention.slot import Slot
 from nmt.attention.windows import lengths_mask
 from nmt.models.seq2seq import DecoderOutput, EncoderOutput, State
 
@@ -99,6 +100,9 @@ class TransformerEncoder(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.output_dim, self.final_dim = d_model, None
 
+    def attention_modules(self) -> dict[Slot, nn.Module]:
+        return {Slot.of("enc", i, "self"): layer.self_attention for i, layer in enumerate(self.layers)}
+
     def forward(self, src: Tensor, src_lengths: Tensor, need_weights: bool = False) -> EncoderOutput:
         """src (B, S), src_lengths (B,) -> memory (B, S, D), mask (B, S), final None."""
         B, S = src.shape
@@ -109,7 +113,7 @@ class TransformerEncoder(nn.Module):
         for i, layer in enumerate(self.layers):
             x, weights = layer(x, mask[:, None, :], positions, need_weights)
             if need_weights:
-                attention[f"enc.{i}.self"] = weights  # (B, H, S, S)
+                attention[Slot.of("enc", i, "self")] = weights  # (B, H, S, S)
         return EncoderOutput(self.final_norm(x), mask, None, attention)
 
 
@@ -180,6 +184,12 @@ class TransformerDecoder(nn.Module):
         self.output_dim = d_model
         self.query_lag = 0  # the query of step t has read the decoder input of step t (RNNDecoder.query_lag)
 
+    def attention_modules(self) -> dict[Slot, nn.Module]:
+        slots = {}
+        for i, layer in enumerate(self.layers):
+            slots[Slot.of("dec", i, "self")], slots[Slot.of("dec", i, "cross")] = layer.self_attention, layer.cross_attention
+        return slots
+
     def init_state(self, enc: EncoderOutput) -> State:
         """Empty self-attention caches and the projected source keys/values of every layer."""
         B = enc.memory.size(0)
@@ -211,6 +221,6 @@ class TransformerDecoder(nn.Module):
                 (state[f"cross_k{i}"], state[f"cross_v{i}"]), src_mask, need_weights)
             new[f"self_k{i}"], new[f"self_v{i}"] = k, v
             if need_weights:
-                attention[f"dec.{i}.self"], attention[f"dec.{i}.cross"] = self_w, cross_w
+                attention[Slot.of("dec", i, "self")], attention[Slot.of("dec", i, "cross")] = self_w, cross_w
         new["pos"] = state["pos"] + T
         return DecoderOutput(self.final_norm(x), new, attention, {})

@@ -15,7 +15,6 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 import torch
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from nmt.alloc import tune_allocator
@@ -23,16 +22,15 @@ from nmt.common import pick_device, seed_everything, setup_logging, write_json
 from nmt.data.batching import BatchIterator
 from nmt.data.pipeline import DataBundle, make_batches, prepare_data
 from nmt.decoding import DecodeSettings, decode_texts
-from nmt.decoding.inspect import output_maps
-from nmt.evaluation.metrics import corpus_scores
-from nmt.logging.explorer import write_run_explorer
-from nmt.logging import ProbeSettings, RunLogger, attention_stats, peak_memory, reset_peak_memory, run_hparams, \
-    to_probe
-from nmt.models.build import build_model, check_labels
-from nmt.training import checkpoint as ckpt
+from nmt.decoding.inspect import output_maps, to_probe
+from nmt.inspection.explorer import write_run_explorer
+from nmt.models.build import build_model, build_corpus, check_labels
+from nmt.runs import checkpoint as ckpt
+from nmt.runs.run_dir import absolute_data_paths, check_run_dir, run_lock, run_meta, save_run_files
+from nmt.scoring import corpus_scores
+from nmt.tracking import ProbeSettings, RunLogger, attention_stats, peak_memory, reset_peak_memory, run_hparams
 from nmt.training.distributed import DistInfo, init_distributed, shutdown
 from nmt.training.optim import OptimSettings
-from nmt.training.run_dir import absolute_data_paths, check_run_dir, run_lock, run_meta, save_run_files
 from nmt.training.trainer import Trainer, TrainerParts, TrainSettings, ValidData, check_meta
 
 log = logging.getLogger("nmt.train")
@@ -62,7 +60,7 @@ def check_config(cfg: DictConfig) -> RunSettings:
                                  {k: cfg.logger[k] for k in ProbeSettings.__dataclass_fields__}))
     check_labels(cfg.model)
     build_model(cfg.model, 8, 8, 0)
-    instantiate(cfg.data.corpus)  # corpus arguments; no file is opened until load()
+    build_corpus(cfg.data.corpus)  # corpus arguments; no file is opened until load()
     return settings
 
 
@@ -95,7 +93,7 @@ def fits(value, hint) -> bool:
 
 def load_data(cfg: DictConfig) -> DataBundle:
     data = cfg.data
-    return prepare_data(corpus=instantiate(data.corpus), splits=dict(data.splits),
+    return prepare_data(corpus=build_corpus(data.corpus), splits=dict(data.splits),
                         tokenizer=OmegaConf.to_container(data.tokenizer), max_len=data.max_len,
                         cache_dir=data.cache_dir)
 
@@ -254,11 +252,11 @@ def final_attention(trainer: Trainer, data: DataBundle, tokens: list[list[int]])
     n = max(n_probe, n_stats)
     maps = output_maps(trainer.model, data.valid["src_ids"][:n], tokens[:n], data.tgt_tok, trainer.device)
     if n_probe:
-        from nmt.logging.heatmaps import save_slot_pngs  # matplotlib only when drawing
+        from nmt.inspection.heatmaps import save_slot_pngs  # matplotlib only when drawing
         probes = [to_probe(m, data.src_tok, data.tgt_tok) for m in maps[:n_probe]]
         for i, probe in enumerate(probes):
             save_slot_pngs(trainer.run_dir / "attention", f"probe{i}", probe)
-        torch.save([vars(pr) for pr in probes], trainer.run_dir / "attention" / "probes.pt")
+        torch.save([pr.saved() for pr in probes], trainer.run_dir / "attention" / "probes.pt")
         write_run_explorer(trainer.run_dir)  # <run_dir>/explorer.html from probes.pt
     stats = attention_stats([(m.maps, m.centres) for m in maps[:n_stats]])
     return {slot: {k: (round(v, 4) if math.isfinite(v) else None) for k, v in st.items()} for slot, st in stats.items()}

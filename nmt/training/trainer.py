@@ -16,10 +16,11 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from nmt.data.batching import Batch
 from nmt.decoding import DecodeSettings, decode_texts
 from nmt.decoding.inspect import output_maps
-from nmt.evaluation.metrics import corpus_scores
-from nmt.logging import RunLogger, to_probe
+from nmt.scoring import corpus_scores
+from nmt.decoding.inspect import to_probe
+from nmt.tracking import RunLogger
 from nmt.models.seq2seq import Seq2Seq
-from nmt.training import checkpoint as ckpt
+from nmt.runs import checkpoint as ckpt
 from nmt.training.distributed import DistInfo
 from nmt.training.loss import label_smoothed_loss
 from nmt.training.optim import OptimSettings, Scheduler, build_optimizer
@@ -98,7 +99,7 @@ class TrainerParts:
     tgt_tok: object
     run_dir: Path
     logger: RunLogger
-    meta: dict                    # what a checkpoint must match (nmt.training.run_dir.run_meta)
+    meta: dict                    # what a checkpoint must match (nmt.runs.run_dir.run_meta)
     dist: DistInfo
     device: torch.device
     progress_bar: bool

@@ -10,7 +10,7 @@ from omegaconf import OmegaConf
 from nmt.alignment.explain import explain_run
 from nmt.alignment.pipeline import align_run
 from nmt.alignment.links import format_pharaoh, read_gold
-from nmt.training.run_dir import load_trained
+from nmt.runs.trained import load_trained
 
 SELECTIONS = ["dec.0.cross:h0", "dec.0.cross:h1", "dec.0.cross:mean", "dec.1.cross:h0", "dec.1.cross:h1",
               "dec.1.cross:mean", "all:mean"]
@@ -100,8 +100,8 @@ def test_translate_and_run_dir_explorers(toy_run, toy_files, tmp_path):
     import re
 
     from nmt.decoding import DecodeSettings, translate_lines
-    from nmt.logging.explorer import save_translation_explorer, write_run_explorer
-    from nmt.training.run_dir import load_trained
+    from nmt.inspection.explorer import save_translation_explorer, write_run_explorer
+    from nmt.runs.trained import load_trained
     files, _ = toy_files
     lines = (files / "src.txt").read_text().splitlines()[:3]
     (tmp_path / "in.txt").write_text("\n".join(lines) + "\n")
@@ -120,13 +120,13 @@ def test_translate_and_run_dir_explorers(toy_run, toy_files, tmp_path):
 def test_output_changes_of_many_hooks_equal_each_hook_alone(toy_run):
     """Several (slot, counterfactual) hooks share one baseline pass per batch: each result equals that hook
     measured alone, an identity hook changes nothing, and uniform weights move the output."""
-    from nmt.alignment.counterfactual import make_hook, slot_modules
+    from nmt.alignment.counterfactual import make_hook
     from nmt.alignment.explain import batches, output_changes
     trained = load_trained(toy_run[0], "best", torch.device("cpu"))
     tok, model = trained.tgt_tok, trained.model.eval()
     lines = ["a b c d", "e f g"] * 3
     data = batches(trained.src_tok.encode(lines), tok.encode(lines), tok, 4, "cpu")
-    cross = slot_modules(model)["dec.1.cross"]
+    cross = model.attention_modules()["dec.1.cross"]
     hooks = {("dec.1.cross", "same"): (cross, lambda w, allowed: w),
              ("dec.1.cross", "uniform"): (cross, make_hook("uniform", 0)),
              ("dec.1.cross", "permute"): (cross, make_hook("permute", 5))}

@@ -8,6 +8,7 @@ from helpers import BOS, EOS, PAD, TINY_TRANSFORMER, tiny_model
 from torch import nn
 
 from nmt.alignment.explain import ExplainSettings, importance_agreement, leave_one_out, one_hot_gradient
+from nmt.attention.slot import Slot
 from nmt.attention import GlobalAttention
 from nmt.attention.windows import lengths_mask
 from nmt.data.batching import collate
@@ -27,9 +28,12 @@ class OneAttention(nn.Module):
         super().__init__()
         self.encoder, self.decoder = nn.Module(), nn.Module()
         self.encoder.embed = Embeddings(vocab, dim, PAD, scale=False)
-        self.decoder.attention = GlobalAttention(dim, dim, "dot")  # slot "cross" for slot_modules
+        self.decoder.attention = GlobalAttention(dim, dim, "dot")  # slot "cross" (attention_modules)
         self.pos, self.query = nn.Parameter(torch.randn(length, dim)), nn.Parameter(torch.randn(length, dim))
         self.out = nn.Linear(dim, vocab)
+
+    def attention_modules(self):
+        return {Slot("cross"): self.decoder.attention}
 
     def forward(self, src, src_lengths, tgt_in, need_weights=False):
         e = self.encoder.embed(src)  # (B, S, D)

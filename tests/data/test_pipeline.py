@@ -9,6 +9,7 @@ import datasets
 import numpy as np
 import pytest
 from data_helpers import write_lines
+from helpers import compose_cfg
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
@@ -103,8 +104,7 @@ def test_splits_must_name_train_valid_and_test(tmp_path):
 
 
 def test_toy_config_prepares_end_to_end(tmp_path, monkeypatch):
-    monkeypatch.setenv("NMT_CACHE_DIR", str(tmp_path / "cache"))
-    cfg = OmegaConf.create({"data": OmegaConf.load(CONFIGS / "toy.yaml")}).data
+    cfg = compose_cfg(["data=toy", f"data.cache_dir={tmp_path / 'cache'}"]).data  # composed: data/base too
     data = prepare_data(instantiate(cfg.corpus), dict(cfg.splits), OmegaConf.to_container(cfg.tokenizer),
                         cfg.max_len, cfg.cache_dir)
     assert len(data.train) == cfg.corpus.size and len(data.valid) == cfg.corpus.eval_size
@@ -114,8 +114,7 @@ def test_toy_config_prepares_end_to_end(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("name", sorted(p.stem for p in CONFIGS.glob("multi30k_*.yaml")))
 def test_multi30k_configs_load_real_validation_data(name, multi30k_root):
-    cfg = OmegaConf.create({"data": OmegaConf.load(CONFIGS / f"{name}.yaml")}).data
-    cfg.root = str(multi30k_root)
+    cfg = compose_cfg([f"data={name}", f"data.root={multi30k_root}"]).data
     corpus = instantiate(cfg.corpus)
     assert (corpus.src_lang, corpus.tgt_lang) == tuple(name.split("_")[1:])
     assert len(corpus.load(cfg.splits.valid)) == 1014 and len(corpus.load(cfg.splits.test)) == 1000

@@ -8,8 +8,10 @@ import statistics
 import pytest
 import yaml
 
-from nmt.evaluation.compare import compare, find_runs
-from nmt.evaluation.seeds import group_by_seed, pooled_p_value, seed_rows, sentence_stats
+from nmt.evaluation.compare import compare
+from nmt.runs.sweep import find_runs
+from nmt.evaluation.seeds import group_by_seed, pooled_p_value, seed_rows
+from nmt.scoring import sentence_stats
 
 WORDS = "a man in a blue shirt is riding a bike down the street while two dogs run after him".split()
 
@@ -86,10 +88,10 @@ def test_compare_writes_the_seed_table_and_names_the_test(sweep):
 
 
 def test_baseline_by_label_picks_the_first_seed_of_one_group(sweep):
-    from nmt.evaluation.compare import pick_baseline
+    from nmt.evaluation.compare import CompareError, pick_baseline
     runs = find_runs(sweep)
     assert pick_baseline(runs, "local_p").name == "1_local_p_s1"
-    with pytest.raises(SystemExit, match="matches 4 runs"):  # two global groups: say which
+    with pytest.raises(CompareError, match="matches 4 runs"):  # two global groups: say which
         pick_baseline(runs, "global")
 
 

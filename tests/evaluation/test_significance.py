@@ -1,11 +1,12 @@
-"""The per-run p column of nmt-compare (compare.significance): sacreBLEU's paired bootstrap against the
+"""The per-run p column of nmt-compare (evaluation.significance): sacreBLEU's paired bootstrap against the
 baseline, checked on fake runs whose answer is known."""
 import logging
 
 import pytest
 from test_seeds import fake_run, noisy, references
 
-from nmt.evaluation.compare import find_runs, significance
+from nmt.evaluation.significance import significance
+from nmt.runs.sweep import find_runs
 
 
 def p_of(tmp_path, baseline_hyps, system_hyps, refs, samples=300) -> float:

@@ -8,7 +8,7 @@ import torch
 from helpers import toy_cfg
 
 from nmt.training.session import train
-from nmt.training import checkpoint as ckpt
+from nmt.runs import checkpoint as ckpt
 from nmt.training.trainer import Trainer
 
 

@@ -90,8 +90,8 @@ def cli_run(tmp_path_factory, cache):
 
 
 def hold_lock(run_dir: Path) -> subprocess.Popen:
-    """Another process holding the run dir's lock as a training does (nmt.training.run_dir.run_lock)."""
-    code = ("import sys, time; from pathlib import Path; from nmt.training.run_dir import run_lock\n"
+    """Another process holding the run dir's lock as a training does (nmt.runs.run_dir.run_lock)."""
+    code = ("import sys, time; from pathlib import Path; from nmt.runs.run_dir import run_lock\n"
             "with run_lock(Path(sys.argv[1])):\n    print('locked', flush=True); time.sleep(600)")
     proc = subprocess.Popen([sys.executable, "-c", code, str(run_dir)], stdout=subprocess.PIPE, text=True)
     assert proc.stdout.readline().strip() == "locked"

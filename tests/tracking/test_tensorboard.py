@@ -15,7 +15,7 @@ from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 
 from nmt.training.session import train
 from nmt.data.tokenizer import SubwordTokenizer
-from nmt.logging.heatmaps import image_shape
+from nmt.inspection.heatmaps import image_shape
 
 FAST = ["trainer.num_threads=1", "logger.probe_sentences=2", "logger.stats_sentences=10"]
 

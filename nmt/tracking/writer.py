@@ -3,15 +3,17 @@ from __future__ import annotations
 
 import math
 import resource
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from torch import Tensor
 from torch.utils.tensorboard import SummaryWriter
 
-from nmt.alignment.extract import argmax_alignments, last_selection, piece_text_words
-from nmt.logging.stats import attention_stats
+from nmt.attention.slot import Slot
+from nmt.decoding.inspect import Probe
+from nmt.inspection.probe_text import probe_markdown
+from nmt.runs.trained import attention_label
+from nmt.tracking.stats import attention_stats
 
 
 @dataclass
@@ -30,22 +32,6 @@ class ProbeSettings:
                 raise ValueError(f"logger.{key} must be >= 0, got {getattr(self, key)}")
         if self.probe_beam < 1:
             raise ValueError(f"logger.probe_beam must be >= 1, got {self.probe_beam}")
-
-
-@dataclass
-class Probe:
-    """One sentence's attention maps with the pieces that label them (drawn by nmt.logging.heatmaps)."""
-    src_pieces: list[str]                  # source subwords (no bos/eos)
-    out_pieces: list[str]                  # output subwords, the last "</s>"
-    maps: dict[str, Tensor]                # slot -> (H, Tq, Tk)
-    centres: dict[str, Tensor] = field(default_factory=dict)  # slot -> (Tq,) local-p p_t
-
-
-def to_probe(maps, src_tok, tgt_tok) -> Probe:
-    """A sentence's maps (nmt.decoding.inspect.SentenceMaps) labelled with sentencepiece pieces;
-    the output's final eos is "</s>"."""
-    return Probe(src_tok.pieces(maps.src_ids), tgt_tok.pieces(maps.out_ids[:-1]) + ["</s>"], maps.maps,
-                 maps.centres)
 
 
 class RunLogger:
@@ -75,11 +61,11 @@ class RunLogger:
         """Heatmaps `attention/probe<i>/<slot>/head<h>`; returns how many were logged."""
         if self.tb is None or not probes:
             return 0
-        from nmt.logging.heatmaps import figure_rgb, map_figure, slot_labels  # matplotlib only when used
+        from nmt.inspection.heatmaps import figure_rgb, map_figure, slot_labels  # matplotlib only when used
         n = 0
         for i, probe in enumerate(probes):
             for slot, maps in probe.maps.items():
-                if self.probes is not None and self.probes.attention_slots == "cross" and not slot.endswith("cross"):
+                if self.probes is not None and self.probes.attention_slots == "cross" and not Slot(slot).is_cross:
                     continue
                 x, y = slot_labels(slot, probe.src_pieces, probe.out_pieces)
                 for h in range(maps.shape[0]):
@@ -123,21 +109,6 @@ class RunLogger:
             self.tb.close()
 
 
-def probe_markdown(probe: Probe, reference: str) -> str:
-    """Markdown of one probe: source and output (words of its pieces), the reference, and the alignment as
-    Pharaoh links and word pairs."""
-    src_words, out_words = piece_text_words(probe.src_pieces), piece_text_words(probe.out_pieces[:-1])
-    lines = [f"**source:** {' '.join(src_words)}", f"**reference:** {reference}",
-             f"**output:** {' '.join(out_words)}"]
-    alignments = argmax_alignments(probe.maps, probe.src_pieces, probe.out_pieces[:-1])
-    if alignments:
-        name = last_selection(list(alignments))
-        pairs = sorted(alignments[name], key=lambda link: (link[1], link[0]))
-        lines.append(f"**alignment** ({name}, argmax): `{' '.join(f'{i}-{j}' for i, j in pairs)}`")
-        lines.append(" · ".join(f"{out_words[j]} ← {src_words[i]}" for i, j in pairs))
-    return "  \n".join(lines)
-
-
 def _hparam_value(v):
     """HParams accept bool/int/float/str: everything else (None, lists) becomes its string."""
     return v if isinstance(v, (bool, int, float, str)) else str(v)
@@ -145,22 +116,6 @@ def _hparam_value(v):
 
 def _short(target: str) -> str:
     return target.rsplit(".", 1)[-1]
-
-
-def attention_label(model: dict) -> str:
-    """A short name of a model's attention from the `label` of its attention configs, e.g.
-    "global-general/luong", "hybrid local_p-general/luong",
-    "transformer self:global-scaled_dot x4 cross:global-scaled_dot x4"."""
-    if model["family"] == "transformer":
-        enc, cross = model["encoder"]["self_attention"], model["decoder"]["cross_attention"]
-        return f"transformer self:{_label(enc)} cross:{_label(cross)}"
-    label = _label(model["attention"])
-    return f"hybrid {label}" if model["family"] == "hybrid" else label
-
-
-def _label(attention: dict) -> str:
-    """An attention config's label; runs saved before labels existed show their class name."""
-    return attention["label"] if "label" in attention else _short(attention["_target_"])
 
 
 def flatten(tree: dict, prefix: str) -> dict:

@@ -10,8 +10,8 @@ import torch
 from cdp import Browser, find_browser
 from helpers import raised
 
-from nmt.logging.explorer import ProbeLabels, explorer_html, write_explorer
-from nmt.logging.writer import Probe
+from nmt.inspection.explorer import ProbeLabels, explorer_html, write_explorer
+from nmt.decoding.inspect import Probe
 
 
 def probe() -> Probe:
@@ -32,7 +32,7 @@ def page_data(html: str) -> dict:
 
 
 def test_page_inlines_tokens_maps_and_alignments():
-    html = explorer_html([probe()], "demo </script> title", half_width=None, names=numbered(1))
+    html = explorer_html([probe()], "demo </script> title", names=numbered(1))
     assert "http://" not in html.replace("http://www.w3.org/2000/svg", "") and "https://" not in html
     data = page_data(html)
     p = data["probes"][0]
@@ -46,10 +46,20 @@ def test_page_inlines_tokens_maps_and_alignments():
 
 def test_local_window_is_drawn_from_centres():
     p = Probe(["▁a", "▁b", "▁c"], ["▁x", "▁y", "</s>"], {"cross": torch.full((1, 3, 3), 1 / 3)},
-              {"cross": torch.tensor([0.5, 1.25, 2.0])})
-    page = explorer_html([p], "t", half_width=1, names=numbered(1))
+              {"cross": torch.tensor([0.5, 1.25, 2.0])}, {"cross": 1})
+    page = explorer_html([p], "t", names=numbered(1))
     window = page_data(page)["probes"][0]["slots"]["cross"]["window"]
     assert window == {"half_width": 1, "centres": [0.5, 1.25, 2.0]}
+
+
+def test_a_window_comes_from_the_probe_not_from_a_config():
+    """A sliding-window self-attention slot (no centres: the query position is the centre) gets its window;
+    a slot without a declared window gets none."""
+    maps = {"enc.0.self": torch.full((1, 3, 3), 1 / 3), "dec.0.cross": torch.full((1, 3, 3), 1 / 3)}
+    p = Probe(["▁a", "▁b", "▁c"], ["▁x", "▁y", "</s>"], maps, {}, {"enc.0.self": 2})
+    slots = page_data(explorer_html([p], "t", names=numbered(1)))["probes"][0]["slots"]
+    assert slots["enc.0.self"]["window"] == {"half_width": 2, "centres": [0.0, 1.0, 2.0]}
+    assert "window" not in slots["dec.0.cross"]
 
 
 def browser_or_skip() -> str:
@@ -63,7 +73,7 @@ def browser_or_skip() -> str:
 
 def test_explorer_in_headless_chromium(tmp_path):
     binary = browser_or_skip()
-    page = write_explorer(tmp_path / "explorer.html", [probe(), probe()], "demo", half_width=None,
+    page = write_explorer(tmp_path / "explorer.html", [probe(), probe()], "demo",
                           names=numbered(2))
     url = page.resolve().as_uri() + "#probe=0&slot=dec.1.cross&head=0"
     browser = Browser(binary, str(tmp_path / "profile"), 1000, 800)
@@ -113,7 +123,7 @@ def test_missing_chromium_fails_under_ci_and_skips_elsewhere(monkeypatch):
 
 def test_translation_explorer_on_empty_input_names_what_the_user_passed(tmp_path):
     from nmt.decoding import Hypotheses, Translations
-    from nmt.logging.explorer import save_translation_explorer
+    from nmt.inspection.explorer import save_translation_explorer
     empty = Translations(["", ""], [], [], Hypotheses([], torch.zeros(0)))
     with pytest.raises(ValueError, match=r"explorer=.*x\.html: the input has no non-empty line") as e:
         save_translation_explorer(tmp_path / "x.html", None, empty, torch.device("cpu"))
@@ -121,9 +131,9 @@ def test_translation_explorer_on_empty_input_names_what_the_user_passed(tmp_path
 
 
 def test_run_explorer_labels_validation_sentences_and_shows_references(tmp_path):
-    from nmt.logging.explorer import write_run_explorer
+    from nmt.inspection.explorer import write_run_explorer
     (tmp_path / "attention").mkdir()
-    torch.save([vars(probe()), vars(probe())], tmp_path / "attention" / "probes.pt")
+    torch.save([probe().saved(), probe().saved()], tmp_path / "attention" / "probes.pt")
     (tmp_path / "config.yaml").write_text("model:\n  family: transformer\n")
     (tmp_path / "valid.ref.txt").write_text("A dog runs.\nTwo men\u2028play.\nA third.\n", encoding="utf-8")
     data = page_data(write_run_explorer(tmp_path).read_text(encoding="utf-8"))
@@ -136,7 +146,7 @@ def test_buttons_name_input_lines_and_the_reference_is_shown(tmp_path):
     with a reference shows it, one without shows none."""
     binary = browser_or_skip()
     names = ProbeLabels("input line", ["1", "3"], [None, "A dog runs."])
-    page = write_explorer(tmp_path / "explorer.html", [probe(), probe()], "demo", half_width=None, names=names)
+    page = write_explorer(tmp_path / "explorer.html", [probe(), probe()], "demo", names=names)
     browser = Browser(binary, str(tmp_path / "profile"), 1000, 800)
     read = ("[document.querySelector('#probes b').textContent,"
             " Array.from(document.querySelectorAll('#probes button')).map(b => b.textContent).join(','),"

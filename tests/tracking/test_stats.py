@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from nmt.logging.stats import attention_stats, average_ranks, monotonicity, slot_stats, spearman
+from nmt.tracking.stats import attention_stats, average_ranks, monotonicity, slot_stats, spearman
 
 
 def test_diagonal_is_perfectly_monotonic_with_zero_entropy():

@@ -1,4 +1,5 @@
-"""Run directories: what a finished or running training leaves on disk, and loading it back."""
+"""Run directories: what a running or finished training keeps on disk (config, tokenizers, lock) and the rules
+of resuming it."""
 from __future__ import annotations
 
 import fcntl
@@ -7,17 +8,12 @@ import os
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
-import torch
 from omegaconf import DictConfig, OmegaConf
 
 from nmt.common import atomic_write_bytes, atomic_write_text, file_sha256
 from nmt.data.tokenizer import SubwordTokenizer
-from nmt.models.build import build_model
-from nmt.models.seq2seq import Seq2Seq
-from nmt.training import checkpoint as ckpt
 
 
 log = logging.getLogger(__name__)
@@ -36,15 +32,6 @@ class RunDirError(RuntimeError):
 
 class RunLockError(RunDirError):
     """Another process is training in this run directory."""
-
-
-@dataclass
-class TrainedRun:
-    cfg: DictConfig
-    model: Seq2Seq
-    src_tok: SubwordTokenizer
-    tgt_tok: SubwordTokenizer
-    step: int
 
 
 def run_meta(cfg: DictConfig, src_tok: SubwordTokenizer, tgt_tok: SubwordTokenizer) -> dict:
@@ -221,44 +208,3 @@ def resume_refusal(run_dir: str, refused: list[tuple], allowed: list[str]) -> st
             f"and decode.*, not:\n{lines}\n"
             f"Continue the run with: nmt-train trainer.resume=true run_dir={run_dir} {' '.join(allowed)}".rstrip()
             + f"\nor train a new run with these settings into another run_dir=<new directory>")
-
-
-def load_trained(run_dir: Path, which: str, device: torch.device, data_root: str | None = None) -> TrainedRun:
-    """which = 'best' | 'last' | a checkpoint path; data_root (not None) moves the stored corpus paths."""
-    run_dir = Path(run_dir)
-    if not (run_dir / "config.yaml").is_file():
-        raise RunDirError(f"run_dir={run_dir} is not a run directory (no config.yaml); pass the directory "
-                          "nmt-train wrote (outputs/<date>/<time>, or the run_dir= you gave it)")
-    cfg = OmegaConf.load(run_dir / "config.yaml")
-    if data_root is not None:
-        rebase_data_root(cfg.data, data_root)
-    src_tok = SubwordTokenizer.load(str(run_dir / "tokenizer" / "src.model"))
-    tgt_tok = SubwordTokenizer.load(str(run_dir / "tokenizer" / "tgt.model"))
-    if which == "last":
-        found = ckpt.load_latest(run_dir / "checkpoints")
-        if found is None:
-            raise RunDirError(f"no loadable checkpoints/step_*.pt in {run_dir}")
-        state = found[1]
-    else:
-        path = run_dir / "checkpoints" / "best.pt" if which == "best" else Path(which)
-        if not path.is_file():
-            raise RunDirError(f"checkpoint {path} not found; use checkpoint=best|last|<path>")
-        state = ckpt.load(path)
-    model = build_model(cfg.model, len(src_tok), len(tgt_tok), tgt_tok.pad_id)
-    model.load_state_dict(state["model"])
-    step = state.get("step", state.get("progress", {}).get("step", 0))
-    return TrainedRun(cfg, model.to(device).eval(), src_tok, tgt_tok, step)
-
-
-def load_split(trained: TrainedRun, split: str):
-    """The run's corpus split `split` (a key of data.splits, or a corpus split name) as a datasets.Dataset.
-    A missing corpus names the fix that works for evaluate and explain: data_root=."""
-    from hydra.utils import instantiate  # the corpus classes are the YAML's _target_s
-
-    from nmt.data.corpus import CorpusError
-    data = trained.cfg.data
-    try:
-        return instantiate(data.corpus).load(data.splits.get(split, split))
-    except CorpusError as e:  # the corpus's own hint names nmt-train's keys (data.root, NMT_DATA_DIR)
-        raise CorpusError(f"{str(e).split('; set data.root=')[0]}\n  the run reads its corpus from "
-                          f"data.root={data.root}; pass data_root=<the directory that holds it>") from e

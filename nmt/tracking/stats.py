@@ -12,6 +12,8 @@ import math
 import torch
 from torch import Tensor
 
+from nmt.attention.slot import Slot
+
 _TINY = 1e-12
 # coverage c_s = sum_t p_t(s) (Tu et al. 2016, Sec. 3): a source token is under-attended below half an
 # output token's attention, over-attended above two output tokens' worth (docs/attention_stats.md)
@@ -20,7 +22,7 @@ UNDER_COVERAGE, OVER_COVERAGE = 0.5, 2.0
 
 def key_is_source(slot: str) -> bool:
     """Cross-attention ("cross", "dec.<i>.cross") and encoder self-attention attend the source."""
-    return slot.endswith("cross") or slot.startswith("enc.")
+    return Slot(slot).keys_are_source
 
 
 def normalise_rows(weights: Tensor) -> tuple[Tensor, Tensor]:
@@ -98,11 +100,11 @@ def mean_distance(weights: Tensor) -> list[float]:
 def coverage_and_distance(slot: str, maps: list[Tensor]) -> dict[str, float]:
     """coverage_under / coverage_over (shares of source tokens, heads and sentences pooled) for cross slots;
     distance_head<h> and distance (mean over heads and sentences) for self-attention slots."""
-    if slot.endswith("cross"):
+    if Slot(slot).is_cross:
         cov = torch.cat([coverage(w.double()).reshape(-1) for w in maps])  # every (head, source token)
         return {"coverage_under": float((cov < UNDER_COVERAGE).double().mean()),
                 "coverage_over": float((cov > OVER_COVERAGE).double().mean())}
-    if not slot.endswith("self"):
+    if Slot(slot).kind != "self":
         return {}
     per_head = torch.tensor([mean_distance(w.double()) for w in maps], dtype=torch.float64)  # (N, H)
     heads = {f"distance_head{h}": float(per_head[:, h].nanmean()) for h in range(per_head.size(1))}

@@ -3,7 +3,9 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from nmt.alignment.extract import piece_text_words
-from nmt.logging.writer import Probe, RunLogger, probe_markdown
+from nmt.decoding.inspect import Probe
+from nmt.inspection.probe_text import probe_markdown
+from nmt.tracking.writer import RunLogger
 
 # rows: A, dog, s, </s>; columns: Ein, Hund, e  -> A <- Ein, dogs <- mean rows (.5+.2 on Hunde) -> Hunde
 PROBE = Probe(["▁Ein", "▁Hund", "e"], ["▁A", "▁dog", "s", "</s>"],

@@ -2,8 +2,8 @@
 import torch
 from PIL import Image
 
-from nmt.logging import Probe
-from nmt.logging.heatmaps import (figure_rgb, image_shape, map_figure, save_sentence_maps, save_slot_pngs,
+from nmt.decoding.inspect import Probe
+from nmt.inspection.heatmaps import (figure_rgb, image_shape, map_figure, save_sentence_maps, save_slot_pngs,
                                   side_by_side_figure, slot_labels)
 
 SRC, OUT = ["▁Ein", "▁Hund", "."], ["▁A", "▁dog", ".", "</s>"]

@@ -11,7 +11,7 @@ from helpers import compose_cfg
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from nmt.training.run_dir import RunDirError, RunLockError, check_unlocked, rebase_data_root, resume_config, run_lock
+from nmt.runs.run_dir import RunDirError, RunLockError, check_unlocked, rebase_data_root, resume_config, run_lock
 
 TRAINED = ["data.tokenizer.vocab_size=1000", "model.encoder.hidden_size=64", "model.attention.score=general"]
 
@@ -63,7 +63,7 @@ def test_data_root_moves_every_corpus_kind(data, tmp_path):
 
 
 def test_stored_paths_are_absolute(tmp_path, monkeypatch):
-    from nmt.training.run_dir import absolute_data_paths
+    from nmt.runs.run_dir import absolute_data_paths
     monkeypatch.chdir(tmp_path)
     cfg = compose_cfg(["data=text_dir", "data.root=rel/data", "data.cache_dir=rel/cache"])
     absolute_data_paths(cfg)
@@ -73,7 +73,7 @@ def test_stored_paths_are_absolute(tmp_path, monkeypatch):
     assert resolved["corpus"]["directory"] == str(tmp_path / "rel" / "data" / "my_corpus")
 
 
-HOLD = "import sys, time; from pathlib import Path; from nmt.training.run_dir import run_lock\n" \
+HOLD = "import sys, time; from pathlib import Path; from nmt.runs.run_dir import run_lock\n" \
        "with run_lock(Path(sys.argv[1])):\n    print('locked', flush=True); time.sleep(600)"
 
 

@@ -12,7 +12,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from torch import Tensor
 
-from nmt.logging.writer import Probe, to_probe
+from nmt.attention.slot import Slot
+from nmt.decoding.inspect import Probe, output_maps, to_probe
 
 DPI = 80
 CELL_IN = 0.18      # inches per token on either axis
@@ -24,12 +25,10 @@ MAX_LABEL = 12      # longer tick labels are shortened with "…" to fit the mar
 
 
 def slot_labels(slot: str, src_pieces: list[str], out_pieces: list[str]) -> tuple[list[str], list[str]]:
-    """-> (x labels = keys, y labels = queries) for a slot name."""
-    if slot.startswith("enc."):
-        return src_pieces, src_pieces
-    if slot.endswith(".self"):  # decoder self-attention: keys are the inputs <s> y_1 .. y_{T-1}
-        return ["<s>", *out_pieces[:-1]], out_pieces
-    return src_pieces, out_pieces
+    """-> (x labels = keys, y labels = queries) for a slot."""
+    slot = Slot(slot)
+    keys = src_pieces if slot.keys_are_source else ["<s>", *out_pieces[:-1]]  # decoder self: its inputs
+    return keys, (src_pieces if slot.queries_are_source else out_pieces)
 
 
 def map_size(n_keys: int, n_queries: int) -> tuple[float, float]:
@@ -142,7 +141,6 @@ def save_translation_pngs(directory: Path, trained, result, device) -> list[Path
     """One PNG per translated sentence of nmt-translate (a TrainedRun's model and tokenizers, its
     Translations), every slot (rows) and head (columns) of the model's own output:
     <directory>/sent<NNNN>.png, NNNN the 0-based input line."""
-    from nmt.decoding.inspect import output_maps
     maps = output_maps(trained.model, result.src_ids, result.hyp.tokens, trained.tgt_tok, device)
     return [save_sentence_maps(Path(directory) / f"sent{line:04d}.png",
                                to_probe(sentence, trained.src_tok, trained.tgt_tok), title=f"line {line}")

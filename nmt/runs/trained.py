@@ -1,0 +1,78 @@
+"""A trained run loaded back from its directory: model, tokenizers, config and corpus splits; and the short
+name of its attention (how runs are labelled in nmt-compare, TensorBoard HParams and plots)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from nmt.data.corpus import CorpusError
+from nmt.data.tokenizer import SubwordTokenizer
+from nmt.models.build import build_model, build_corpus
+from nmt.models.seq2seq import Seq2Seq
+from nmt.runs import checkpoint as ckpt
+from nmt.runs.run_dir import RunDirError, rebase_data_root
+
+
+@dataclass
+class TrainedRun:
+    cfg: DictConfig          # the run's resolved config.yaml (data paths absolute, or moved by data_root)
+    model: Seq2Seq
+    src_tok: SubwordTokenizer
+    tgt_tok: SubwordTokenizer
+    step: int
+
+    def load_split(self, split: str):
+        """The run's corpus split `split` (a key of data.splits, or a corpus split name) as a datasets.Dataset
+        with columns src, tgt. A missing corpus names the fix that works for every tool: data_root=."""
+        data = self.cfg.data
+        try:
+            return build_corpus(data.corpus).load(data.splits.get(split, split))
+        except CorpusError as e:  # the corpus's own hint names nmt-train's keys (data.root, NMT_DATA_DIR)
+            raise CorpusError(f"{str(e).split('; set data.root=')[0]}\n  the run reads its corpus from "
+                              f"data.root={data.root}; pass data_root=<the directory that holds it>") from e
+
+
+def load_trained(run_dir: Path, which: str, device: torch.device, data_root: str | None = None) -> TrainedRun:
+    """which = 'best' | 'last' | a checkpoint path; data_root (not None) moves the stored corpus paths."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.yaml").is_file():
+        raise RunDirError(f"run_dir={run_dir} is not a run directory (no config.yaml); pass the directory "
+                          "nmt-train wrote (outputs/<date>/<time>, or the run_dir= you gave it)")
+    cfg = OmegaConf.load(run_dir / "config.yaml")
+    if data_root is not None:
+        rebase_data_root(cfg.data, data_root)
+    src_tok = SubwordTokenizer.load(str(run_dir / "tokenizer" / "src.model"))
+    tgt_tok = SubwordTokenizer.load(str(run_dir / "tokenizer" / "tgt.model"))
+    if which == "last":
+        found = ckpt.load_latest(run_dir / "checkpoints")
+        if found is None:
+            raise RunDirError(f"no loadable checkpoints/step_*.pt in {run_dir}")
+        state = found[1]
+    else:
+        path = run_dir / "checkpoints" / "best.pt" if which == "best" else Path(which)
+        if not path.is_file():
+            raise RunDirError(f"checkpoint {path} not found; use checkpoint=best|last|<path>")
+        state = ckpt.load(path)
+    model = build_model(cfg.model, len(src_tok), len(tgt_tok), tgt_tok.pad_id)
+    model.load_state_dict(state["model"])
+    step = state.get("step", state.get("progress", {}).get("step", 0))
+    return TrainedRun(cfg, model.to(device).eval(), src_tok, tgt_tok, step)
+
+
+def attention_label(model: dict) -> str:
+    """A short name of a model's attention from the `label` of its attention configs, e.g.
+    "global-general/luong", "hybrid local_p-general/luong",
+    "transformer self:global-scaled_dot x4 cross:global-scaled_dot x4"."""
+    if model["family"] == "transformer":
+        enc, cross = model["encoder"]["self_attention"], model["decoder"]["cross_attention"]
+        return f"transformer self:{_label(enc)} cross:{_label(cross)}"
+    label = _label(model["attention"])
+    return f"hybrid {label}" if model["family"] == "hybrid" else label
+
+
+def _label(attention: dict) -> str:
+    """An attention config's label; runs saved before labels existed show their class name."""
+    return attention["label"] if "label" in attention else attention["_target_"].rsplit(".", 1)[-1]
