@@ -9,6 +9,9 @@ import os
 import random
 import secrets
 import sys
+import types
+import typing
+from dataclasses import fields
 from pathlib import Path
 from typing import BinaryIO, Callable
 
@@ -100,3 +103,30 @@ def setup_logging() -> None:
         logging.basicConfig(level=logging.INFO, format="[%(asctime)s %(name)s] %(message)s",
                             datefmt="%H:%M:%S", stream=sys.stderr)
     root.setLevel(min(root.level, logging.INFO) if root.level else logging.INFO)
+
+
+def typed(cls: type, group: str, values: dict):
+    """cls(**values) after checking each value against the field's type: `trainer.max_steps=abc` is a
+    ValueError naming the key, not a TypeError deep inside the loop."""
+    hints = typing.get_type_hints(cls)
+    for f in fields(cls):
+        if f.name in values and not fits(values[f.name], hints[f.name]):
+            want = " or ".join(t.__name__ for t in typing.get_args(hints[f.name]) or [hints[f.name]])
+            key = f"{group}.{f.name}" if group else f.name
+            raise ValueError(f"{key}={values[f.name]!r} must be of type {want}; pass e.g. {key}=<{want}>")
+    return cls(**values)
+
+
+def fits(value, hint) -> bool:
+    """isinstance for the plain field types of the settings dataclasses (an int is a float; a bool is
+    not an int)."""
+    options = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
+    for t in options:
+        origin = typing.get_origin(t) or t
+        if t is type(None) and value is None or t is float and type(value) is int:
+            return True
+        if isinstance(origin, type) and isinstance(value, origin) and not (origin is int and type(value) is bool):
+            return True
+        if not isinstance(origin, type):  # Literal, Any, ...: the dataclass checks it
+            return True
+    return False

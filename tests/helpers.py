@@ -116,3 +116,11 @@ def raised(call) -> type | None:
     except BaseException as e:  # noqa: BLE001 - skip and fail are BaseExceptions
         return type(e)
     return None
+
+
+def job_cfg(overrides: list[str], name: str):
+    """nmt-align's / nmt-explain's typed settings from a command line, as their entry points build them."""
+    from nmt.alignment.explain import ExplainJob
+    from nmt.alignment.pipeline import AlignJob
+    from nmt.cli.common import job
+    return job({"align": AlignJob, "explain": ExplainJob}[name], compose_cfg(overrides, name))

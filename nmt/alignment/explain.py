@@ -31,7 +31,6 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 
 from nmt.alignment.counterfactual import intervening, make_hook
@@ -238,7 +237,25 @@ def explain_markdown(result: dict, counterfactuals: list[str]) -> str:
     return "\n".join(lines)
 
 
-def explain_run(cfg: DictConfig) -> dict:
+@dataclass
+class ExplainJob:
+    """nmt-explain's settings: mirrors configs/explain.yaml (built by nmt.cli.common.job)."""
+    run_dir: str
+    checkpoint: str
+    device: str
+    split: str                   # a key of the run's data.splits
+    data_root: str | None        # read the corpus from here instead of the run's data.root
+    max_sentences: int
+    counterfactuals: list[str]
+    seed: int
+    gradient: bool
+    leave_one_out: bool
+    chunk: int
+    out: str | None              # None: <run_dir>/explain.md
+    decode: DecodeSettings       # re-decoding with counterfactual weights
+
+
+def explain_run(cfg: ExplainJob) -> dict:
     """nmt-explain: counterfactual tests of a run's attention on the first max_sentences of a split; writes the table."""
     device = pick_device(cfg.device)
     trained = load_trained(Path(cfg.run_dir), cfg.checkpoint, device, cfg.data_root)
@@ -246,10 +263,9 @@ def explain_run(cfg: DictConfig) -> dict:
         raise ValueError(f"split={cfg.split} is not one of the run's data.splits ({', '.join(trained.cfg.data.splits)})")
     pairs = trained.load_split(cfg.split)
     pairs = pairs.select(range(min(cfg.max_sentences, len(pairs))))
-    decode = DecodeSettings(**OmegaConf.to_container(cfg.decode, resolve=True))
     settings = ExplainSettings(list(cfg.counterfactuals), cfg.seed, cfg.gradient, cfg.leave_one_out, cfg.chunk)
     result = explain(trained.model, trained.src_tok.encode(list(pairs["src"])), list(pairs["tgt"]), trained.tgt_tok,
-                     settings, decode, device)
+                     settings, cfg.decode, device)
     table = explain_markdown(result, settings.counterfactuals)
     out = Path(cfg.out) if cfg.out is not None else Path(cfg.run_dir) / "explain.md"
     atomic_write_text(out, table)

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 import torch
-from omegaconf import DictConfig, OmegaConf
+from dataclasses import dataclass
 
 from nmt.alignment.corpus import align_ids, check_word_counts, score_all, shift_rows
 from nmt.alignment.extract import AlignSettings, last_selection
@@ -116,14 +116,33 @@ def _nan_last(x: float) -> float:
     return math.inf if math.isnan(x) else x
 
 
-def align_run(cfg: DictConfig) -> dict:
+@dataclass
+class AlignJob:
+    """nmt-align's settings: mirrors configs/align.yaml (built by nmt.cli.common.job)."""
+    run_dir: str
+    checkpoint: str              # best | last | a checkpoint path
+    device: str
+    src: str                     # source sentences, one per line
+    tgt: str | None              # the targets to force-decode; None: the model's own translation
+    gold: str | None             # gold alignment: AER, precision, recall of every selection
+    gold_format: str             # pharaoh | talp
+    gold_one_based: bool
+    out: str | None              # Pharaoh file of the chosen selection
+    scores: str | None           # JSON of every selection's scores
+    select: str                  # last | best | a selection name
+    shift: bool                  # Chen et al. 2020 (see shift_note)
+    threshold: float | None      # None: arg-max links; a number: every link with weight >= it
+    chunk: int                   # sentences per forced-decoding pass
+    decode: DecodeSettings       # for tgt None
+
+
+def align_run(cfg: AlignJob) -> dict:
     """-> {"selection": the one written to out, "scores": {selection: {aer, precision, recall}} or {}}."""
     device = pick_device(cfg.device)
     trained = load_trained(Path(cfg.run_dir), cfg.checkpoint, device)
     src = read_lines(cfg.src, "src")
     tgt = None if cfg.tgt is None else read_lines(cfg.tgt, "tgt")
-    decode = DecodeSettings(**OmegaConf.to_container(cfg.decode, resolve=True))
-    links, tgt = align_texts(trained, src, tgt, AlignSettings(cfg.shift, cfg.threshold), decode, device, cfg.chunk)
+    links, tgt = align_texts(trained, src, tgt, AlignSettings(cfg.shift, cfg.threshold), cfg.decode, device, cfg.chunk)
     if cfg.shift:
         sys.stdout.write(shift_note(shift_rows(trained.model)))
     scores = {}

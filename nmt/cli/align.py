@@ -8,8 +8,8 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig
 
-from nmt.alignment.pipeline import align_run
-from nmt.cli.common import config_dir
+from nmt.alignment.pipeline import AlignJob, align_run
+from nmt.cli.common import config_dir, job
 from nmt.cli.errors import precheck, user_errors
 from nmt.common import setup_logging
 
@@ -20,7 +20,7 @@ PROG = "nmt-align"
 def run(cfg: DictConfig) -> None:
     setup_logging()
     with user_errors(PROG):
-        align_run(cfg)
+        align_run(job(AlignJob, cfg))
 
 
 def main() -> None:

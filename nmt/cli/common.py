@@ -1,9 +1,29 @@
-"""What only the entry points need: where the configs are, and the trainer=gpu default."""
+"""What only the entry points need: where the configs are, the trainer=gpu default, and the one boundary
+where a composed config becomes the typed settings the library takes (job, decode_settings)."""
 from __future__ import annotations
 
+from dataclasses import fields
 from pathlib import Path
 
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
+
+from nmt.common import typed
+from nmt.decoding import DecodeSettings
+
+
+def decode_settings(cfg: DictConfig) -> DecodeSettings:
+    """The decode group (configs/decode/), resolved and type-checked: the one way entry points build it."""
+    return typed(DecodeSettings, "decode", OmegaConf.to_container(cfg.decode, resolve=True))
+
+
+def job(cls: type, cfg: DictConfig):
+    """A command's composed config as its settings dataclass `cls` (e.g. nmt.alignment.pipeline.AlignJob):
+    the top-level keys named by cls's fields, type-checked, and its `decode` field from the decode group."""
+    node = OmegaConf.to_container(cfg, resolve=True)
+    values = {f.name: node[f.name] for f in fields(cls) if f.name != "decode"}
+    if "decode" in {f.name for f in fields(cls)}:
+        values["decode"] = decode_settings(cfg)
+    return typed(cls, "", values)
 
 
 def config_dir() -> str:

@@ -13,6 +13,9 @@ import re
 import sys
 from pathlib import Path
 
+from omegaconf import OmegaConf
+
+from nmt.cli.common import config_dir
 from nmt.common import setup_logging
 from nmt.evaluation.compare import CompareError, compare
 from nmt.evaluation.gold import GoldSettings
@@ -22,15 +25,18 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     """argparse; Hydra-style `baseline=NAME` / `probe=N` / `samples=N` are accepted too."""
     argv = [f"--{a.split('=', 1)[0]}={a.split('=', 1)[1]}" if re.match(r"^(baseline|probe|samples)=", a) else a
             for a in argv]
+    d = OmegaConf.load(Path(config_dir()) / "compare.yaml")  # the defaults live in the YAML
     parser = argparse.ArgumentParser(prog="nmt-compare", description=__doc__.split("\n\n")[0])
     parser.add_argument("sweep_dir", type=Path, help="a multirun directory (or any folder of finished runs)")
-    parser.add_argument("--baseline", help="run name (or a unique part of it / of its attention label); "
-                        "default: the first run")
-    parser.add_argument("--probe", type=int, default=0, help="probe sentence drawn side by side")
-    parser.add_argument("--samples", type=int, default=1000, help="bootstrap resamples")
-    parser.add_argument("--gold", type=Path, help="gold word alignment of the runs' test split: adds AER columns")
-    parser.add_argument("--gold-format", choices=["pharaoh", "talp"], default="pharaoh", help="format of --gold")
-    parser.add_argument("--gold-one-based", action="store_true", help="Pharaoh indices in --gold count from 1")
+    parser.add_argument("--baseline", default=d.baseline, help="run name (or a unique part of it / of its "
+                        "attention label); default: the first run")
+    parser.add_argument("--probe", type=int, default=d.probe, help=f"probe sentence drawn side by side ({d.probe})")
+    parser.add_argument("--samples", type=int, default=d.samples, help=f"bootstrap resamples ({d.samples})")
+    parser.add_argument("--gold", type=Path, default=d.gold,
+                        help="gold word alignment of the runs' test split: adds AER columns")
+    parser.add_argument("--gold-format", choices=["pharaoh", "talp"], default=d.gold_format, help="format of --gold")
+    parser.add_argument("--gold-one-based", action="store_true", default=d.gold_one_based,
+                        help="Pharaoh indices in --gold count from 1")
     return parser.parse_args(argv)
 
 

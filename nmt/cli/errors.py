@@ -20,12 +20,11 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from nmt.cli.common import config_dir, register_resolvers
+from nmt.cli.common import config_dir, decode_settings, register_resolvers
 from nmt.data.corpus import CorpusError
 from nmt.runs.checkpoint import CheckpointError
 from nmt.runs.run_dir import RunDirError, flat_leaves
-from nmt.decoding import DecodeSettings
-from nmt.training.session import EvaluationInterrupted, typed
+from nmt.training.session import EvaluationInterrupted
 
 # Raised while a command runs: the user's doing (files, run dirs, data), never a bug of ours.
 RUN_ERRORS = (RunDirError, CheckpointError, CorpusError, EvaluationInterrupted, OmegaConfBaseException)
@@ -130,4 +129,4 @@ def precheck(prog: str, config_name: str) -> None:
         cfg = compose_checked(config_name, args)
         check_mandatory(cfg)
         if "decode" in cfg:
-            typed(DecodeSettings, "decode", OmegaConf.to_container(cfg.decode, resolve=True))
+            decode_settings(cfg)

@@ -4,12 +4,11 @@ from __future__ import annotations
 import json
 
 import hydra
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from nmt.cli.common import config_dir
+from nmt.cli.common import config_dir, decode_settings
 from nmt.cli.errors import precheck, user_errors
 from nmt.common import pick_device, setup_logging
-from nmt.decoding import DecodeSettings
 from nmt.evaluation.evaluate import evaluate_run
 
 PROG = "nmt-evaluate"
@@ -19,7 +18,7 @@ PROG = "nmt-evaluate"
 def run(cfg: DictConfig) -> None:
     setup_logging()
     with user_errors(PROG):
-        decode = DecodeSettings(**OmegaConf.to_container(cfg.decode))
+        decode = decode_settings(cfg)
         result = evaluate_run(cfg.run_dir, cfg.split, cfg.checkpoint, decode, pick_device(cfg.device), cfg.data_root)
     print(json.dumps(result, indent=2))
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig
 
-from nmt.alignment.explain import explain_run
-from nmt.cli.common import config_dir
+from nmt.alignment.explain import ExplainJob, explain_run
+from nmt.cli.common import config_dir, job
 from nmt.cli.errors import precheck, user_errors
 from nmt.common import setup_logging
 
@@ -20,7 +20,7 @@ PROG = "nmt-explain"
 def run(cfg: DictConfig) -> None:
     setup_logging()
     with user_errors(PROG):
-        explain_run(cfg)
+        explain_run(job(ExplainJob, cfg))
 
 
 def main() -> None:

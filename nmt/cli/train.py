@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import sys
+from collections.abc import Sequence
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from nmt.cli.common import config_dir, default_trainer_override, register_resolv
 from nmt.cli.errors import CONFIG_ERRORS, UserError, compose_checked, hydra_flags, newest_runs, user_errors
 from nmt.runs.run_dir import check_run_dir, check_unlocked, resume_config, run_lock
 from nmt.training.session import check_config, train
+from nmt.training.trainer import Callbacks
 
 PROG = "nmt-train"
 
@@ -60,7 +62,7 @@ def main_rank() -> bool:
     return os.environ.get("RANK", "0") == "0"
 
 
-def run_hydra(prepared: DictConfig | None) -> None:
+def run_hydra(prepared: DictConfig | None, callbacks: Sequence[Callbacks]) -> None:
     """Hydra's run (its output dir, train.log, multirun) around train(); the prepared config wins."""
     @hydra.main(config_path=config_dir(), config_name="train", version_base="1.3")
     def task(cfg: DictConfig) -> float:
@@ -68,12 +70,13 @@ def run_hydra(prepared: DictConfig | None) -> None:
         if cfg.run_dir is None:  # outputs/<date>/<time>, or a multirun job's sweep subdirectory
             cfg.run_dir = HydraConfig.get().runtime.output_dir
         with user_errors(PROG):
-            metrics = train(cfg)
+            metrics = train(cfg, callbacks)
         return metrics.get("valid", {}).get("bleu", 0.0)
     task()
 
 
-def main() -> None:
+def main(callbacks: Sequence[Callbacks] = ()) -> None:
+    """nmt-train; `callbacks` (nmt.training.trainer.Callbacks) for scripts that measure a real run."""
     register_resolvers()
     args = sys.argv[1:]
     if not resuming(args):  # a resume keeps the run's own trainer group (in its config.yaml)
@@ -87,7 +90,7 @@ def main() -> None:
     sys.argv = [sys.argv[0], *args]
     hold = prepared is not None and prepared.run_dir is not None and main_rank()
     with user_errors(PROG, CONFIG_ERRORS), run_lock(Path(prepared.run_dir)) if hold else nullcontext():
-        run_hydra(prepared)
+        run_hydra(prepared, callbacks)
 
 
 if __name__ == "__main__":

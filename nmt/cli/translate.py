@@ -5,13 +5,13 @@ import sys
 from pathlib import Path
 
 import hydra
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from nmt.cli.common import config_dir
+from nmt.cli.common import config_dir, decode_settings
 from nmt.cli.errors import precheck, user_errors
 from nmt.common import pick_device, setup_logging
 from nmt.data.corpus import numbered_stream, read_lines
-from nmt.decoding import DecodeSettings, nbest_lines, translate_lines
+from nmt.decoding import nbest_lines, translate_lines
 from nmt.inspection.explorer import save_translation_explorer
 from nmt.runs.trained import load_trained
 
@@ -41,7 +41,7 @@ def run(cfg: DictConfig) -> None:
 def translate(cfg: DictConfig) -> None:
     device = pick_device(cfg.device)
     trained = load_trained(Path(cfg.run_dir), cfg.checkpoint, device)
-    decode = DecodeSettings(**OmegaConf.to_container(cfg.decode))
+    decode = decode_settings(cfg)
     result = translate_lines(trained.model, trained.src_tok, trained.tgt_tok, read_input(cfg.input), decode, device)
     if cfg.attention_png is not None:
         from nmt.inspection.heatmaps import save_translation_pngs  # matplotlib only when asked for

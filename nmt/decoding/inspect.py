@@ -78,3 +78,13 @@ def output_maps(model: Seq2Seq, src_ids: list[list[int]], out_ids: list[list[int
         maps += output_attention(model, src_ids[i: i + chunk], out_ids[i: i + chunk], pad_id=tgt_tok.pad_id,
                                  bos_id=tgt_tok.bos_id, eos_id=tgt_tok.eos_id, device=device)
     return maps
+
+
+def probe_maps(model: Seq2Seq, src_ids, tokens: list[list[int]], src_tok, tgt_tok, device: torch.device,
+               n_probes: int, n_stats: int) -> tuple[list[Probe], list[SentenceMaps]]:
+    """The maps of the model's own output `tokens` for the first max(n_probes, n_stats) sentences, in one set
+    of forced passes: the first n_probes labelled as Probes (heatmaps, texts, explorer), the first n_stats as
+    they are (the attention statistics' input). What the trainer logs at validation and at the end."""
+    n = max(n_probes, n_stats)
+    maps = output_maps(model, src_ids[:n], tokens[:n], tgt_tok, device)
+    return [to_probe(m, src_tok, tgt_tok) for m in maps[:n_probes]], maps[:n_stats]

@@ -57,8 +57,7 @@ def write_seed_groups(runs: list[Run], baseline: Run, samples: int, sweep: Path)
     return groups
 
 
-def compare(sweep: Path, baseline_name: str | None = None, probe: int = 0, samples: int = 1000,
-            gold: GoldSettings | None = None) -> list[dict]:
+def compare(sweep: Path, baseline_name: str | None, probe: int, samples: int, gold: GoldSettings | None) -> list[dict]:
     """Write comparison.md/.csv, val_bleu.png and attention_side_by_side.png into `sweep`; returns the rows.
     With `gold`, every row also has the GOLD_COLUMNS (nmt.alignment) on the test split."""
     runs = find_runs(sweep)

@@ -2,7 +2,14 @@
 from __future__ import annotations
 
 import torch.nn.functional as F
+import math
+
 from torch import Tensor
+
+
+def perplexity(nll: float) -> float:
+    """exp(mean nll), capped at exp(50) so an untrained model's huge loss stays a finite number."""
+    return math.exp(min(nll, 50.0))
 
 
 def label_smoothed_loss(logits: Tensor, target: Tensor, pad_id: int, smoothing: float) -> tuple[Tensor, Tensor]:

@@ -8,21 +8,20 @@ from __future__ import annotations
 import logging
 import math
 import time
-import types
-import typing
+from collections.abc import Sequence
 from contextlib import nullcontext
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from omegaconf import DictConfig, OmegaConf
 
 from nmt.alloc import tune_allocator
-from nmt.common import pick_device, seed_everything, setup_logging, write_json
+from nmt.common import pick_device, seed_everything, setup_logging, typed, write_json
 from nmt.data.batching import BatchIterator
 from nmt.data.pipeline import DataBundle, make_batches, prepare_data
 from nmt.decoding import DecodeSettings, decode_texts
-from nmt.decoding.inspect import output_maps, to_probe
+from nmt.decoding.inspect import probe_maps
 from nmt.inspection.explorer import write_run_explorer
 from nmt.models.build import build_model, build_corpus, check_labels
 from nmt.runs import checkpoint as ckpt
@@ -31,7 +30,7 @@ from nmt.scoring import corpus_scores
 from nmt.tracking import ProbeSettings, RunLogger, attention_stats, peak_memory, reset_peak_memory, run_hparams
 from nmt.training.distributed import DistInfo, init_distributed, shutdown
 from nmt.training.optim import OptimSettings
-from nmt.training.trainer import Trainer, TrainerParts, TrainSettings, ValidData, check_meta
+from nmt.training.trainer import Callbacks, Trainer, TrainerParts, TrainSettings, ValidData, check_meta
 
 log = logging.getLogger("nmt.train")
 
@@ -64,33 +63,6 @@ def check_config(cfg: DictConfig) -> RunSettings:
     return settings
 
 
-def typed(cls: type, group: str, values: dict):
-    """cls(**values) after checking each value against the field's type: `trainer.max_steps=abc` is a
-    ValueError naming the key, not a TypeError deep inside the loop."""
-    hints = typing.get_type_hints(cls)
-    for f in fields(cls):
-        if f.name in values and not fits(values[f.name], hints[f.name]):
-            want = " or ".join(t.__name__ for t in typing.get_args(hints[f.name]) or [hints[f.name]])
-            raise ValueError(f"{group}.{f.name}={values[f.name]!r} must be of type {want}; "
-                             f"pass e.g. {group}.{f.name}=<{want}>")
-    return cls(**values)
-
-
-def fits(value, hint) -> bool:
-    """isinstance for the plain field types of the settings dataclasses (an int is a float; a bool is
-    not an int)."""
-    options = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
-    for t in options:
-        origin = typing.get_origin(t) or t
-        if t is type(None) and value is None or t is float and type(value) is int:
-            return True
-        if isinstance(origin, type) and isinstance(value, origin) and not (origin is int and type(value) is bool):
-            return True
-        if not isinstance(origin, type):  # Literal, Any, ...: the dataclass checks it
-            return True
-    return False
-
-
 def load_data(cfg: DictConfig) -> DataBundle:
     data = cfg.data
     return prepare_data(corpus=build_corpus(data.corpus), splits=dict(data.splits),
@@ -104,7 +76,7 @@ def batches_for(ds, cfg: DictConfig, data: DataBundle, shuffle: bool) -> BatchIt
 
 
 def build_trainer(cfg: DictConfig, settings: RunSettings, data: DataBundle, device: torch.device,
-                  dist: DistInfo) -> Trainer:
+                  dist: DistInfo, callbacks: Sequence[Callbacks] = ()) -> Trainer:
     """Model, data iterators and logger; restores the latest good checkpoint on resume."""
     run_dir = Path(cfg.run_dir)
     model = build_model(cfg.model, len(data.src_tok), len(data.tgt_tok), data.tgt_tok.pad_id).to(device)
@@ -120,7 +92,7 @@ def build_trainer(cfg: DictConfig, settings: RunSettings, data: DataBundle, devi
     logger = RunLogger(run_dir, cfg.logger.tensorboard and dist.main, purge_step=purge, probes=settings.probes)
     parts = TrainerParts(model, batches_for(data.train, cfg, data, shuffle=True), valid, data.src_tok,
                          data.tgt_tok, run_dir, logger, meta, dist, device,
-                         progress_bar=cfg.logger.progress_bar and dist.main)
+                         progress_bar=cfg.logger.progress_bar and dist.main, callbacks=callbacks)
     trainer = Trainer(parts, settings.trainer, settings.optim, settings.decode)
     if found:
         trainer.restore(found[1])
@@ -128,8 +100,9 @@ def build_trainer(cfg: DictConfig, settings: RunSettings, data: DataBundle, devi
     return trainer
 
 
-def train(cfg: DictConfig) -> dict:
-    """Train, then evaluate the best checkpoint. Returns the metrics written to metrics.json.
+def train(cfg: DictConfig, callbacks: Sequence[Callbacks] = ()) -> dict:
+    """Train, then evaluate the best checkpoint. Returns the metrics written to metrics.json. `callbacks`
+    (nmt.training.trainer.Callbacks) see the start, every step, every validation and the end.
 
     Nothing in the run dir changes before every check has passed (config, run dir, lock, checkpoint
     against config); rank 0 holds the run dir's lock (run_lock) until the end."""
@@ -144,16 +117,19 @@ def train(cfg: DictConfig) -> dict:
     if settings.trainer.num_threads > 0:
         torch.set_num_threads(settings.trainer.num_threads)
     with run_lock(Path(cfg.run_dir)) if dist.main else nullcontext():
-        return train_locked(cfg, settings, dist, device)
+        return train_locked(cfg, settings, dist, device, callbacks)
 
 
-def train_locked(cfg: DictConfig, settings: RunSettings, dist: DistInfo, device: torch.device) -> dict:
+def train_locked(cfg: DictConfig, settings: RunSettings, dist: DistInfo, device: torch.device,
+                 callbacks: Sequence[Callbacks]) -> dict:
     run_dir = Path(cfg.run_dir)
     check_run_dir(run_dir, settings.trainer.resume)
+    for callback in callbacks:
+        callback.on_start()
     data = load_data(cfg) if dist.main else None  # rank 0 fills the tokenizer and id caches first
     dist.barrier()
     data = data or load_data(cfg)  # other ranks hit the tokenizer and id caches rank 0 wrote
-    trainer = build_trainer(cfg, settings, data, device, dist)
+    trainer = build_trainer(cfg, settings, data, device, dist, callbacks)
     if dist.main:  # after the checkpoint check in build_trainer
         save_run_files(run_dir, cfg, data.src_tok, data.tgt_tok)
     log.info("model: %s parameters; run dir %s; rank %d of %d", f"{trainer.model.num_parameters():,}",
@@ -249,14 +225,13 @@ def final_attention(trainer: Trainer, data: DataBundle, tokens: list[list[int]])
     if cfg is None:
         return {}
     n_probe, n_stats = (min(n, len(tokens)) for n in (cfg.probe_sentences, cfg.stats_sentences))
-    n = max(n_probe, n_stats)
-    maps = output_maps(trainer.model, data.valid["src_ids"][:n], tokens[:n], data.tgt_tok, trainer.device)
+    probes, maps = probe_maps(trainer.model, data.valid["src_ids"], tokens, data.src_tok, data.tgt_tok,
+                              trainer.device, n_probe, n_stats)
     if n_probe:
         from nmt.inspection.heatmaps import save_slot_pngs  # matplotlib only when drawing
-        probes = [to_probe(m, data.src_tok, data.tgt_tok) for m in maps[:n_probe]]
         for i, probe in enumerate(probes):
             save_slot_pngs(trainer.run_dir / "attention", f"probe{i}", probe)
         torch.save([pr.saved() for pr in probes], trainer.run_dir / "attention" / "probes.pt")
         write_run_explorer(trainer.run_dir)  # <run_dir>/explorer.html from probes.pt
-    stats = attention_stats([(m.maps, m.centres) for m in maps[:n_stats]])
+    stats = attention_stats([(m.maps, m.centres) for m in maps])
     return {slot: {k: (round(v, 4) if math.isfinite(v) else None) for k, v in st.items()} for slot, st in stats.items()}

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import logging
-import math
 import signal
 import time
 from collections.abc import Sequence
@@ -13,16 +12,16 @@ import torch
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from nmt.data.batching import Batch
+from nmt.data.batching import Batch, BatchIterator
+from nmt.data.tokenizer import SubwordTokenizer
 from nmt.decoding import DecodeSettings, decode_texts
-from nmt.decoding.inspect import output_maps
+from nmt.decoding.inspect import probe_maps
 from nmt.scoring import corpus_scores
-from nmt.decoding.inspect import to_probe
 from nmt.tracking import RunLogger
 from nmt.models.seq2seq import Seq2Seq
 from nmt.runs import checkpoint as ckpt
 from nmt.training.distributed import DistInfo
-from nmt.training.loss import label_smoothed_loss
+from nmt.training.loss import label_smoothed_loss, perplexity
 from nmt.training.optim import OptimSettings, Scheduler, build_optimizer
 from nmt.training.step import StepParts, train_step
 
@@ -42,6 +41,7 @@ class TrainSettings:
     valid_every: int
     save_every: int
     valid_max_sentences: int
+    valid_beam_size: int
     log_every: int
     patience: int
     keep_last: int
@@ -52,7 +52,7 @@ class TrainSettings:
 
     def __post_init__(self):
         for key in ("max_tokens", "accum_steps", "max_steps", "max_epochs", "valid_every", "save_every",
-                    "log_every", "keep_last", "patience", "max_nonfinite"):
+                    "log_every", "keep_last", "patience", "max_nonfinite", "valid_beam_size"):
             if getattr(self, key) < 1:
                 raise ValueError(f"trainer.{key} must be >= 1, got {getattr(self, key)}")
         for key in ("valid_max_sentences", "num_threads"):
@@ -93,16 +93,34 @@ class ValidData:
 class TrainerParts:
     """Everything the trainer works with besides its settings (built by nmt.training.session)."""
     model: Seq2Seq
-    batches: object               # nmt.data BatchIterator: iterable of Batch, .sampler resumable
+    batches: BatchIterator        # iterable of Batch, resumable (state_dict, set_epoch)
     valid: ValidData
-    src_tok: object               # SubwordTokenizer
-    tgt_tok: object
+    src_tok: SubwordTokenizer
+    tgt_tok: SubwordTokenizer
     run_dir: Path
     logger: RunLogger
     meta: dict                    # what a checkpoint must match (nmt.runs.run_dir.run_meta)
     dist: DistInfo
     device: torch.device
     progress_bar: bool
+    callbacks: Sequence[Callbacks] = ()   # scripts/scale_benchmark.py times steps through one
+
+
+class Callbacks:
+    """Hooks into the loop (override what you need): the timing and memory probes of the benchmarks plug in
+    here instead of patching the Trainer. Called on every rank."""
+
+    def on_start(self) -> None:
+        """Before the data is prepared (nmt.training.session.train)."""
+
+    def on_step(self, trainer: Trainer, result: dict) -> None:
+        """After each optimiser step; result: loss, nll, grad_norm, lr (device tensors: no sync), tokens."""
+
+    def on_validation(self, trainer: Trainer, result: dict) -> None:
+        """After each validation on rank 0 (loss, ppl, bleu, chrf, ter, hyps)."""
+
+    def on_end(self, trainer: Trainer) -> None:
+        """When fit() returns, whatever stopped it."""
 
 
 class Trainer:
@@ -122,7 +140,8 @@ class Trainer:
         self.progress = Progress()
         self.window: list[dict] = []  # step results since the last log line
         self.train_summary = ""  # "loss .. ppl .. lr .. tok/s" of the last log_train, shown on validation lines
-        self.valid_decode = replace(decode, beam_size=1)  # validation BLEU of greedy output
+        self.valid_decode = replace(decode, beam_size=settings.valid_beam_size)  # trainer.valid_beam_size
+        self.signal = StopOnSignal()  # entered by fit(); idle (nothing received) before
 
     # ---------------------------------------------------------------- one step
     def step(self, micro: list[Batch], total: int) -> dict:
@@ -139,8 +158,11 @@ class Trainer:
         sums = torch.stack([out["loss_sum"], out["nll_sum"]])
         if self.dist.world > 1:  # the logged loss is the global batch's, as in single-process training
             torch.distributed.all_reduce(sums)
-        return {"loss": sums[0] / total, "nll": sums[1] / total, "grad_norm": out["grad_norm"], "lr": lr,
-                "tokens": total}
+        result = {"loss": sums[0] / total, "nll": sums[1] / total, "grad_norm": out["grad_norm"], "lr": lr,
+                  "tokens": total}
+        for callback in self.parts.callbacks:
+            callback.on_step(self, result)
+        return result
 
     # ---------------------------------------------------------------- validation
     @torch.no_grad()
@@ -162,13 +184,15 @@ class Trainer:
         texts, hyp = decode_texts(self.model, valid.src_ids[:n], self.parts.tgt_tok, self.valid_decode, self.device)
         scores = corpus_scores(texts, valid.refs[:n])
         self.model.train()
-        return {"loss": nll, "ppl": math.exp(min(nll, 50)), **scores, "hyps": texts, "tokens": hyp.tokens}
+        return {"loss": nll, "ppl": perplexity(nll), **scores, "hyps": texts, "tokens": hyp.tokens}
 
     def after_validation(self, result: dict) -> bool:
         """Record and log the result, keep the best checkpoint; returns True when early stopping says stop."""
         self.record(result)
         improved = self.track_best(result)
         self.save(best=improved)
+        for callback in self.parts.callbacks:
+            callback.on_validation(self, result)
         return self.progress.bad_validations >= self.settings.patience
 
     def record(self, result: dict) -> None:
@@ -201,19 +225,20 @@ class Trainer:
         if cfg is None or not self.logger.enabled:
             return
         n_stats, n_probe = min(cfg.stats_sentences, len(tokens)), min(cfg.probe_sentences, len(valid.src_ids))
+        own = cfg.probe_beam == self.valid_decode.beam_size and n_probe <= len(tokens)  # probes' output: tokens
+        src_tok, step = self.parts.src_tok, self.progress.step
         try:
-            maps = output_maps(self.model, valid.src_ids[:n_stats], tokens[:n_stats], tgt_tok, self.device)
-            self.logger.attention_stats([(m.maps, m.centres) for m in maps], self.progress.step)
-            if not n_probe:
-                return
-            if cfg.probe_beam > 1 or n_stats < n_probe:
-                src = valid.src_ids[:n_probe]
+            probes, maps = probe_maps(self.model, valid.src_ids, tokens, src_tok, tgt_tok, self.device,
+                                      n_probe if own else 0, n_stats)
+            self.logger.attention_stats([(m.maps, m.centres) for m in maps], step)
+            if not own and n_probe:
                 settings = replace(self.valid_decode, beam_size=cfg.probe_beam)
-                out = decode_texts(self.model, src, tgt_tok, settings, self.device)[1].tokens
-                maps = output_maps(self.model, src, out, tgt_tok, self.device)
-            probes = [to_probe(m, self.parts.src_tok, tgt_tok) for m in maps[:n_probe]]
-            self.logger.attention_images(probes, self.progress.step)
-            self.logger.probe_texts(probes, list(valid.refs[:n_probe]), self.progress.step)
+                out = decode_texts(self.model, valid.src_ids[:n_probe], tgt_tok, settings, self.device)[1].tokens
+                probes, _ = probe_maps(self.model, valid.src_ids, out, src_tok, tgt_tok, self.device, n_probe, 0)
+            if not probes:
+                return
+            self.logger.attention_images(probes, step)
+            self.logger.probe_texts(probes, list(valid.refs[:n_probe]), step)
         finally:
             self.model.train()
 
@@ -221,7 +246,7 @@ class Trainer:
     def state(self) -> dict:
         self.progress.log_window = [{k: float(v) for k, v in w.items()} for w in self.window]
         return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict(), "sampler": self.parts.batches.sampler.state_dict(),
+                "scheduler": self.scheduler.state_dict(), "sampler": self.parts.batches.state_dict(),
                 "progress": asdict(self.progress), "rng": ckpt.rng_state(), "meta": self.parts.meta}
 
     def save(self, best: bool = False) -> bool:
@@ -249,7 +274,7 @@ class Trainer:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
-        self.parts.batches.sampler.load_state_dict(state["sampler"])
+        self.parts.batches.load_state_dict(state["sampler"])
         self.progress = Progress(**{**state["progress"], "stopped": ""})
         self.window = [{k: torch.tensor(v) for k, v in w.items()} for w in self.progress.log_window]
         ckpt.set_rng_state(state["rng"])
@@ -258,8 +283,12 @@ class Trainer:
     def fit(self) -> Progress:
         """Train until max_steps / max_epochs / max_time_s / early stopping / SIGTERM or SIGINT."""
         # console log lines go through tqdm.write: printed above the bar, not overwritten by it
-        with StopOnSignal() as self.signal, logging_redirect_tqdm():
-            return self._fit()
+        try:
+            with self.signal, logging_redirect_tqdm():
+                return self._fit()
+        finally:
+            for callback in self.parts.callbacks:
+                callback.on_end(self)
 
     def _fit(self) -> Progress:
         p = self.progress
@@ -268,7 +297,7 @@ class Trainer:
             p.stopped = "max_steps"
         bar = BudgetBar(self.settings, self.steps_per_epoch(), p, enabled=self.parts.progress_bar)
         while not p.stopped:
-            self.parts.batches.sampler.set_epoch(p.epoch)
+            self.parts.batches.set_epoch(p.epoch)
             self.run_epoch(bar)
             if not p.stopped:
                 p.epoch += 1
@@ -353,10 +382,10 @@ class Trainer:
         mean = lambda key: float(torch.stack([torch.as_tensor(w[key]) for w in window]).mean())  # noqa: E731
         loss, nll, norm = mean("loss"), mean("nll"), mean("grad_norm")
         tok_s = self.progress.tokens / max(self.progress.train_s, 1e-9)
-        self.logger.scalars({"train/loss": loss, "train/ppl": math.exp(min(nll, 50)), "train/grad_norm": norm,
+        self.logger.scalars({"train/loss": loss, "train/ppl": perplexity(nll), "train/grad_norm": norm,
                              "train/lr": float(window[-1]["lr"]), "train/tokens_per_s": tok_s,
                              "train/epoch": self.progress.epoch}, self.progress.step)
-        self.train_summary = (f"loss {loss:.3f} ppl {math.exp(min(nll, 50)):.2f} lr {float(window[-1]['lr']):.2e} "
+        self.train_summary = (f"loss {loss:.3f} ppl {perplexity(nll):.2f} lr {float(window[-1]['lr']):.2e} "
                               f"{tok_s:.0f} tok/s")
         if self.dist.main:  # one line per step, not one per rank
             log.info("step %d train: %s", self.progress.step, self.train_summary)  # console and train.log
@@ -404,6 +433,8 @@ class BudgetBar:
 
 class StopOnSignal:
     """SIGTERM/SIGINT set a flag; the loop finishes the current step, checkpoints and returns."""
+
+    received = ""  # the signal's name once one came
 
     def __enter__(self) -> "StopOnSignal":
         self.received = ""

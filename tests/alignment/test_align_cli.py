@@ -3,7 +3,7 @@ import json
 
 import pytest
 import torch
-from helpers import compose_cfg
+from helpers import compose_cfg, job_cfg
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
@@ -31,7 +31,7 @@ def toy_files(toy_run, tmp_path_factory):
 
 
 def align_cfg(run_dir, files, *overrides):
-    return compose_cfg([f"run_dir={run_dir}", f"src={files / 'src.txt'}", f"tgt={files / 'tgt.txt'}", *overrides],
+    return job_cfg([f"run_dir={run_dir}", f"src={files / 'src.txt'}", f"tgt={files / 'tgt.txt'}", *overrides],
                        "align")
 
 
@@ -70,7 +70,7 @@ def test_align_own_output_and_unknown_selection(toy_run, toy_files, tmp_path):
 
 def test_explain_writes_one_table_with_every_slot(toy_run, tmp_path):
     out = tmp_path / "explain.md"
-    cfg = compose_cfg([f"run_dir={toy_run[0]}", "split=valid", "max_sentences=8", f"out={out}"], "explain")
+    cfg = job_cfg([f"run_dir={toy_run[0]}", "split=valid", "max_sentences=8", f"out={out}"], "explain")
     result = explain_run(cfg)
     slots = {"enc.0.self", "enc.1.self", "dec.0.self", "dec.0.cross", "dec.1.self", "dec.1.cross"}
     assert set(result["slots"]) == slots

@@ -7,7 +7,7 @@ import sys
 import textwrap
 
 import pytest
-from helpers import compose_cfg, toy_cfg
+from helpers import compose_cfg, job_cfg, toy_cfg
 from omegaconf import OmegaConf
 
 from nmt.alignment.counterfactual import InterventionIgnored
@@ -92,14 +92,14 @@ def test_a_new_attention_type_trains_and_every_tool_works_on_it(new_type, tmp_pa
     assert (run / "attention" / "probe0_cross.png").is_file()
     assert '"cross"' in (run / "explorer.html").read_text(encoding="utf-8")
 
-    explained = explain_run(compose_cfg([f"run_dir={run}", "max_sentences=6", "leave_one_out=false",
+    explained = explain_run(job_cfg([f"run_dir={run}", "max_sentences=6", "leave_one_out=false",
                                          f"out={tmp_path / 'explain.md'}"], "explain"))
     assert explained["slots"]["cross"]["uniform"]["tvd"] > 0  # the hook reaches the new type
     assert -1 <= explained["slots"]["cross"]["tau_grad"] <= 1
 
     src, tgt = tmp_path / "src.txt", tmp_path / "tgt.txt"
     src.write_text("a b c\nd e\n"), tgt.write_text("x y z\nu v\n")
-    aligned = align_run(compose_cfg([f"run_dir={run}", f"src={src}", f"tgt={tgt}", f"out={tmp_path / 'out.align'}"],
+    aligned = align_run(job_cfg([f"run_dir={run}", f"src={src}", f"tgt={tgt}", f"out={tmp_path / 'out.align'}"],
                                     "align"))
     assert aligned["selection"] == "cross"
     assert len((tmp_path / "out.align").read_text().splitlines()) == 2
@@ -114,7 +114,7 @@ def test_a_type_that_skips_the_hook_fails_nmt_explain_instead_of_reporting_no_ch
     monkeypatch.setattr(cosine_attention.CosineAttention, "skip_hook", True, raising=False)
     monkeypatch.setattr(cosine_attention.CosineAttention, "__init__", _init_skipping(cosine_attention.CosineAttention))
     with pytest.raises(InterventionIgnored, match="CosineAttention attended .* never passed its weights"):
-        explain_run(compose_cfg([f"run_dir={run}", "max_sentences=2", "gradient=false", "leave_one_out=false",
+        explain_run(job_cfg([f"run_dir={run}", "max_sentences=2", "gradient=false", "leave_one_out=false",
                                  f"out={tmp_path / 'explain.md'}"], "explain"))
     assert not (tmp_path / "explain.md").exists()
 

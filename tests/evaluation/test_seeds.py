@@ -76,7 +76,7 @@ def test_mean_sd_and_names(sweep):
 
 
 def test_compare_writes_the_seed_table_and_names_the_test(sweep):
-    compare(sweep, "0_global_s1", samples=200)
+    compare(sweep, "0_global_s1", 0, 200, None)
     md = (sweep / "comparison.md").read_text()
     assert "## Over seeds" in md and "two-level paired bootstrap" in md
     assert "| global (optim.lr=0.002) (baseline) | 3 (1,2,3) | 31.17 ± 1.26 |" in md
@@ -99,7 +99,7 @@ def test_no_seed_section_when_every_config_ran_once(tmp_path):
     refs = references(20)
     fake_run(tmp_path, "0_a", "global", 1, 30.0, refs, refs)
     fake_run(tmp_path, "1_b", "local_p", 1, 20.0, refs, refs)
-    compare(tmp_path, samples=50)
+    compare(tmp_path, None, 0, 50, None)
     assert "Over seeds" not in (tmp_path / "comparison.md").read_text()
     assert not (tmp_path / "comparison_seeds.csv").exists()
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import TOY_TRAIN, tb_scalars
+from helpers import TOY_TRAIN, job_cfg, tb_scalars
 
 ARGS = [*TOY_TRAIN, "trainer.valid_every=30", "trainer.valid_max_sentences=10"]
 
@@ -165,8 +165,8 @@ def test_data_root_moves_a_runs_corpus_and_the_error_names_it(cli_run, tmp_path)
     from nmt.alignment.explain import explain_run  # nmt-explain takes the same fix
     args = [f"run_dir={run}", "split=test", "counterfactuals=[uniform]", "gradient=false", "leave_one_out=false"]
     with pytest.raises(CorpusError, match="pass data_root="):
-        explain_run(compose_cfg(args, "explain"))
-    assert explain_run(compose_cfg([*args, f"data_root={tmp_path / 'moved'}"], "explain"))["sentences"] == 2
+        explain_run(job_cfg(args, "explain"))
+    assert explain_run(job_cfg([*args, f"data_root={tmp_path / 'moved'}"], "explain"))["sentences"] == 2
 
 
 def test_two_trainers_started_together_one_trains_the_other_writes_nothing(tmp_path, cache):

@@ -6,7 +6,7 @@ import pytest
 from helpers import toy_cfg
 
 from nmt.training.session import check_config, train
-from nmt.training.trainer import BudgetBar, Progress, TrainSettings
+from nmt.training.trainer import BudgetBar, Callbacks, Progress, TrainSettings
 
 BAD = [
     ("trainer.valid_every=0", "trainer.valid_every must be >= 1, got 0"),
@@ -61,3 +61,34 @@ def test_progress_bar_shows_the_budget_that_stops_the_run(limits, progress, expe
     assert bar.budget(progress) == expected
     bar.update(progress)
     assert bar.bar.total == expected[0] and bar.bar.n == progress.step
+
+
+class Recorder(Callbacks):
+    def __init__(self):
+        self.events = []
+
+    def on_start(self):
+        self.events.append("start")
+
+    def on_step(self, trainer, result):
+        self.events.append(("step", trainer.progress.step, result["tokens"]))
+
+    def on_validation(self, trainer, result):
+        self.events.append(("valid", trainer.progress.step, trainer.valid_decode.beam_size, round(result["bleu"], 6)))
+
+    def on_end(self, trainer):
+        self.events.append(("end", trainer.progress.stopped))
+
+
+def test_callbacks_see_start_every_step_every_validation_and_the_end(tmp_path):
+    """The trainer's hooks (what scripts/scale_benchmark.py uses instead of patching Trainer.step); the
+    validation decodes with trainer.valid_beam_size from the YAML, not a beam forced in Python."""
+    rec = Recorder()
+    metrics = train(toy_cfg(tmp_path / "run", tmp_path / "cache", ["trainer.max_steps=4", "trainer.valid_every=2",
+                                                                   "trainer.valid_beam_size=2"]), [rec])
+    steps = [e for e in rec.events if e[0] == "step"]
+    assert rec.events[0] == "start" and rec.events[-1] == ("end", "max_steps")
+    assert [s[1] for s in steps] == [1, 2, 3, 4] and all(s[2] > 0 for s in steps)
+    valids = [e for e in rec.events if e[0] == "valid"]
+    assert [(v[1], v[2]) for v in valids] == [(2, 2), (4, 2)]
+    assert valids[-1][3] == round(metrics["history"][-1]["bleu"], 6)
