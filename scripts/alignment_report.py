@@ -18,25 +18,22 @@ from pathlib import Path
 
 import torch
 from hydra import compose, initialize_config_dir
-from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from nmt.alignment.explain import TAU_COLUMNS, ExplainSettings, explain, explain_markdown
 from nmt.alignment.extract import AlignSettings, is_cross, last_selection
 from nmt.alignment.pipeline import align_texts, best_selection, gold_scores, scores_markdown
-from nmt.cli.common import config_dir
+from nmt.cli.common import config_dir, decode_settings
 from nmt.common import atomic_write_text, write_json
 from nmt.decoding import DecodeSettings
-from nmt.runs.trained import attention_label
-from nmt.runs.trained import load_trained
+from nmt.runs.trained import attention_label, load_trained
 
 REPO = Path(__file__).resolve().parent.parent
 COUNTERFACTUALS = ("uniform", "permute", "zero_top")  # the summary's columns (configs/explain.yaml's list)
 
 
 def split_pairs(trained, split: str, n: int | None) -> tuple[list[str], list[str]]:
-    data = trained.cfg.data
-    pairs = instantiate(data.corpus).load(data.splits[split])
+    pairs = trained.load_split(split)
     pairs = pairs.select(range(min(n, len(pairs)))) if n else pairs
     return list(pairs["src"]), list(pairs["tgt"])
 
@@ -53,7 +50,7 @@ def explain_settings() -> tuple[ExplainSettings, DecodeSettings]:
     with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
         cfg = compose("explain", overrides=["run_dir=unused"])
     return (ExplainSettings(list(cfg.counterfactuals), cfg.seed, cfg.gradient, cfg.leave_one_out, cfg.chunk),
-            DecodeSettings(**OmegaConf.to_container(cfg.decode, resolve=True)))
+            decode_settings(cfg))
 
 
 def summary_row(run_dir: Path, label: str, scores: dict, result: dict) -> str:

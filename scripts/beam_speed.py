@@ -21,7 +21,6 @@ import time
 from pathlib import Path
 
 import torch
-from hydra.utils import instantiate
 from sacrebleu.metrics import BLEU
 
 import nmt.decoding.beam
@@ -49,8 +48,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     trained = load_trained(args.run_dir, "best", torch.device("cpu"))
-    data = trained.cfg.data
-    ds = instantiate(data.corpus).load(data.splits.get(args.split, args.split))
+    ds = trained.load_split(args.split)
     src_ids = trained.src_tok.encode(ds["src"])
     tok = trained.tgt_tok
     times = []
