@@ -1,5 +1,8 @@
 """Parallel corpora: every corpus has ``load(split) -> datasets.Dataset`` with string columns src, tgt.
 
+The contract is the ``Corpus`` Protocol; ``Streaming`` and ``Fingerprinted`` are the optional
+methods that keep a large corpus out of memory. The file and hub corpora provide all three.
+
 Corpora read local files (plain or gzipped text directories, TSV, JSONL), the
 Hugging Face hub, or generate toy tasks. Bad input raises ``CorpusError`` with a
 message that names the file (and line) and says how to fix it. Pairs with an
@@ -16,10 +19,11 @@ import random
 import shutil
 import urllib.request
 import zlib
+from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator
 from itertools import islice, zip_longest
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Protocol, runtime_checkable
 
 import datasets
 
@@ -29,10 +33,64 @@ log = logging.getLogger(__name__)
 
 MULTI30K_LANGS = ("en", "de", "fr", "cs")
 MULTI30K_URL = "https://raw.githubusercontent.com/multi30k/dataset/master/data/task1/raw/{split}.{lang}.gz"
+# Pairs per chunk when a streaming corpus's `load` gathers a whole split into memory.
+LOAD_CHUNK = 1 << 16
 
 
 class CorpusError(ValueError):
     """Bad or missing corpus input; the message names the file (and line) and the fix."""
+
+
+# --------------------------------------------------------------------------- the corpus contract
+
+
+@runtime_checkable
+class Corpus(Protocol):
+    """What prepare_data needs of a corpus: the class named by ``_target_`` in configs/data/*.yaml.
+
+    Your own corpus class (``data.corpus._target_=my_pkg.MyCorpus``, its constructor arguments beside
+    it) must provide ``load``; the split names are the values of ``data.splits``. With only ``load``,
+    prepare_data calls it to hash each split and again to encode it, the whole split in memory each
+    time; add ``Streaming`` and ``Fingerprinted`` (or subclass ``StreamingCorpus``) for corpora too
+    large for that.
+    """
+
+    def load(self, split: str) -> datasets.Dataset:
+        """The split as a Dataset with string columns src, tgt (one row per sentence pair)."""
+        ...
+
+
+@runtime_checkable
+class Streaming(Protocol):
+    """Optional: a corpus with ``stream`` is encoded chunk by chunk and never held in memory whole."""
+
+    def stream(self, split: str, chunk_size: int) -> Iterator[tuple[list[str], list[str]]]:
+        """(src, tgt) lists of at most chunk_size pairs each, in corpus order, covering the split."""
+        ...
+
+
+@runtime_checkable
+class Fingerprinted(Protocol):
+    """Optional: a corpus with ``fingerprint`` is hashed without ``load`` (e.g. from its files' bytes).
+
+    The hash keys the tokenizer and id caches: it must change whenever the split's pairs would.
+    """
+
+    def fingerprint(self, split: str) -> str:
+        """A content hash (hex string) of the split."""
+        ...
+
+
+class StreamingCorpus(ABC):
+    """Base of the file and hub corpora: ``load`` gathers ``stream`` in chunks of LOAD_CHUNK pairs."""
+
+    @abstractmethod
+    def stream(self, split: str, chunk_size: int) -> Iterator[tuple[list[str], list[str]]]:
+        """(src, tgt) chunks of at most chunk_size pairs (see ``Streaming``)."""
+
+    def load(self, split: str) -> datasets.Dataset:
+        """Load one split as a Dataset with columns src, tgt (what ``stream`` yields, gathered)."""
+        return gather(self.stream(split, LOAD_CHUNK))
 
 
 # --------------------------------------------------------------------------- reading helpers
@@ -148,9 +206,9 @@ def text_fingerprint(ds: datasets.Dataset) -> str:
     return h.hexdigest()
 
 
-def stream_pairs(corpus, split: str, chunk_size: int) -> Iterator[tuple[list[str], list[str]]]:
+def stream_pairs(corpus: Corpus, split: str, chunk_size: int) -> Iterator[tuple[list[str], list[str]]]:
     """(src, tgt) string chunks of a split: ``corpus.stream`` when it has one, else chunks of ``load``."""
-    if hasattr(corpus, "stream"):
+    if isinstance(corpus, Streaming):
         yield from corpus.stream(split, chunk_size)
         return
     table = corpus.load(split).with_format("arrow")
@@ -159,9 +217,9 @@ def stream_pairs(corpus, split: str, chunk_size: int) -> Iterator[tuple[list[str
         yield part["src"].to_pylist(), part["tgt"].to_pylist()
 
 
-def fingerprint(corpus, split: str) -> str:
+def fingerprint(corpus: Corpus, split: str) -> str:
     """Content hash of a split: ``corpus.fingerprint`` when it has one, else a hash of ``load``'s text."""
-    if hasattr(corpus, "fingerprint"):
+    if isinstance(corpus, Fingerprinted):
         return corpus.fingerprint(split)
     return text_fingerprint(corpus.load(split))
 
@@ -198,7 +256,7 @@ def _record_chunks(path: Path, parse, chunk_size: int) -> Iterator[tuple[list[st
 # --------------------------------------------------------------------------- text directories
 
 
-class TextDirCorpus:
+class TextDirCorpus(StreamingCorpus):
     """Line-aligned text files ``<split>.<lang>`` or ``<split>.<lang>.gz`` in one directory."""
 
     def __init__(self, directory: str, src_lang: str, tgt_lang: str):
@@ -252,10 +310,6 @@ class TextDirCorpus:
         if empty.total == 0:
             raise CorpusError(f"{src_path}: file is empty; it should hold one sentence per line")
         empty.finish()
-
-    def load(self, split: str) -> datasets.Dataset:
-        """Load one split as a Dataset with columns src, tgt (empty pairs dropped)."""
-        return gather(self.stream(split, 1 << 16))
 
 
 def _unequal(src_path: Path, tgt_path: Path, done: int, chunk: list, rest: Iterator) -> None:
@@ -324,7 +378,7 @@ class Multi30k(TextDirCorpus):
 # --------------------------------------------------------------------------- TSV / JSONL
 
 
-class TsvCorpus:
+class TsvCorpus(StreamingCorpus):
     """One tab-separated file per split (``.gz`` allowed): src and tgt in the given columns."""
 
     def __init__(self, path_template: str, src_column: int, tgt_column: int, skip_header: bool):
@@ -339,10 +393,6 @@ class TsvCorpus:
         """Content hash of the split's file and the column settings."""
         settings = {"src": self.src_column, "tgt": self.tgt_column, "skip_header": self.skip_header}
         return files_fingerprint("tsv", settings, [_existing(self.path_template, split)])
-
-    def load(self, split: str) -> datasets.Dataset:
-        """Load one split as a Dataset with columns src, tgt."""
-        return gather(self.stream(split, 1 << 16))
 
     def stream(self, split: str, chunk_size: int) -> Iterator[tuple[list[str], list[str]]]:
         """(src, tgt) chunks of at most chunk_size pairs; a short line raises naming file and line."""
@@ -381,7 +431,7 @@ def _lookup(record: dict, field: str, where: str) -> str:
     return value
 
 
-class JsonlCorpus:
+class JsonlCorpus(StreamingCorpus):
     """One JSON object per line (``.gz`` allowed); src/tgt fields may be dotted ("translation.de")."""
 
     def __init__(self, path_template: str, src_field: str, tgt_field: str):
@@ -395,10 +445,6 @@ class JsonlCorpus:
         """Content hash of the split's file and the field settings."""
         settings = {"src": self.src_field, "tgt": self.tgt_field}
         return files_fingerprint("jsonl", settings, [_existing(self.path_template, split)])
-
-    def load(self, split: str) -> datasets.Dataset:
-        """Load one split as a Dataset with columns src, tgt (blank lines skipped)."""
-        return gather(self.stream(split, 1 << 16))
 
     def stream(self, split: str, chunk_size: int) -> Iterator[tuple[list[str], list[str]]]:
         """(src, tgt) chunks of at most chunk_size pairs (blank lines skipped)."""
@@ -421,7 +467,7 @@ class JsonlCorpus:
 # --------------------------------------------------------------------------- Hugging Face hub
 
 
-class HubCorpus:
+class HubCorpus(StreamingCorpus):
     """A dataset from the Hugging Face hub via ``datasets.load_dataset(name, config, split=...)``.
 
     For the common ``translation`` layout ({"de": ..., "en": ...} in one column) set
@@ -478,10 +524,6 @@ class HubCorpus:
             yield empty.filter(src, tgt, list(range(start + 1, start + len(src) + 1)))
         empty.finish()
 
-    def load(self, split: str) -> datasets.Dataset:
-        """Load one split as a Dataset with columns src, tgt (empty pairs dropped)."""
-        return gather(self.stream(split, 1 << 16))
-
 
 # --------------------------------------------------------------------------- toy tasks
 
@@ -498,7 +540,8 @@ class ToyCorpus:
     in pi's order). Each split name gives its own deterministic sample (seeded by seed and the split
     name); train has ``size`` pairs, other splits ``eval_size`` (default: size).
 
-    The true word alignment of every task is known exactly: `gold_alignment(split)`.
+    The true word alignment of every pair is known exactly: `sample(split)` gives each pair's
+    reordering (target word j is source word order[j]); the tests build gold alignments from it.
     """
 
     def __init__(self, task: str, size: int, vocab: int, min_len: int, max_len: int, seed: int,
@@ -537,16 +580,3 @@ class ToyCorpus:
             src.append(" ".join(f"w{w}" for w in words))
             tgt.append(" ".join(f"w{words[k]}" for k in order))
         return to_dataset(src, tgt)
-
-    def gold_alignment(self, split: str) -> list[tuple[set[tuple[int, int]], set[tuple[int, int]]]]:
-        """The true word alignment of each pair of `split`: (sure, possible) sets of (source word, target
-        word) links, 0-based. Sure: target word j comes from source word order[j]. Possible adds, for sort
-        only, every other source word with the same token (equal words may swap without changing the pair)."""
-        gold = []
-        for words, order in self.sample(split):
-            sure = {(k, j) for j, k in enumerate(order)}
-            possible = set(sure)
-            if self.task == "sort":
-                possible |= {(k, j) for j, src in enumerate(order) for k in range(len(words)) if words[k] == words[src]}
-            gold.append((sure, possible))
-        return gold

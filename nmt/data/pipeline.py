@@ -13,14 +13,12 @@ import hashlib
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
 
-import datasets
 import numpy as np
 
 from nmt.common import file_sha256
 from nmt.data.batching import BatchIterator, TokenBatchSampler
-from nmt.data.corpus import fingerprint, stream_pairs
+from nmt.data.corpus import Corpus, fingerprint, stream_pairs
 from nmt.data.idstore import IdSplit, SplitWriter, id_dtype, open_split
 from nmt.data.tokenizer import SubwordTokenizer, sample_pairs, train_tokenizers
 
@@ -31,10 +29,6 @@ CACHE_VERSION = "2"  # bump when the id cache changes meaning or layout
 # Pairs per sentencepiece encode call: bounds the Python strings and id lists alive at once,
 # and is large enough for sentencepiece's own threads to share the work.
 ENCODE_CHUNK = 20_000
-
-
-class Corpus(Protocol):
-    def load(self, split: str) -> datasets.Dataset: ...
 
 
 @dataclass
@@ -93,8 +87,8 @@ def prepare_data(corpus: Corpus, splits: dict[str, str], tokenizer: dict, max_le
     """Hash the splits, train or load tokenizers on train, build or map the id caches, filter long train pairs.
 
     Args:
-        corpus: anything with ``load(split) -> Dataset`` (columns src, tgt); corpora with
-            ``stream`` and ``fingerprint`` (every file and hub corpus) are never held in memory whole.
+        corpus: a ``Corpus``: ``load(split) -> Dataset`` (columns src, tgt); corpora that are also
+            ``Streaming`` and ``Fingerprinted`` (every file and hub corpus) are never held in memory whole.
         splits: {"train": ..., "valid": ..., "test": ...} -> the corpus's split names.
         tokenizer: train_tokenizers settings: model_type, vocab_size, joint, character_coverage,
             input_sentence_size, shuffle_input_sentence, num_threads.

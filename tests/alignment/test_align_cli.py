@@ -6,6 +6,7 @@ import torch
 from helpers import compose_cfg, job_cfg
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
+from toy_alignment import gold_alignment
 
 from nmt.alignment.explain import explain_run
 from nmt.alignment.pipeline import align_run
@@ -25,7 +26,7 @@ def toy_files(toy_run, tmp_path_factory):
     pairs = corpus.load("test")
     (tmp / "src.txt").write_text("\n".join(pairs["src"]) + "\n")
     (tmp / "tgt.txt").write_text("\n".join(pairs["tgt"]) + "\n")
-    one_based = ["".join(format_pharaoh({(i + 1, j + 1) for i, j in sure})) for sure, _ in corpus.gold_alignment("test")]
+    one_based = ["".join(format_pharaoh({(i + 1, j + 1) for i, j in sure})) for sure, _ in gold_alignment(corpus, "test")]
     (tmp / "gold.align").write_text("\n".join(one_based) + "\n")
     return tmp, len(pairs)
 

@@ -2,6 +2,7 @@
 import pytest
 import torch
 from helpers import BOS, EOS, PAD, overfit, tiny_model
+from toy_alignment import gold_alignment
 
 from nmt.alignment.corpus import align_ids, score_all, shift_rows
 from nmt.alignment.links import GoldAlignment
@@ -129,7 +130,7 @@ def test_global_attention_aligns_toy_tasks_and_random_attention_does_not(tmp_pat
     model = tiny_model(["model/attention=luong_general", *sizes], len(tok), len(tok))
     overfit(model, b.src, b.src_lengths, b.tgt_in, b.tgt_out, steps=150)
     src_ids, tgt_ids = tok.encode(valid["src"]), tok.encode(valid["tgt"])
-    golds = toy_golds(corpus.gold_alignment("valid"))
+    golds = toy_golds(gold_alignment(corpus, "valid"))
     links = align_ids(model.eval(), src_ids, tgt_ids, tok, tok, AlignSettings(False, None), torch.device("cpu"), 64)
     assert score_all(links, golds)["cross"]["aer"] <= 0.1
     # the same extraction on random attention maps (Dirichlet rows) is far from the truth

@@ -10,10 +10,11 @@ import urllib.error
 import datasets
 import pytest
 from data_helpers import write_lines
+from toy_alignment import gold_alignment
 
 from nmt.data import corpus as corpus_mod
 from nmt.data.corpus import (CorpusError, HubCorpus, JsonlCorpus, Multi30k, TextDirCorpus, ToyCorpus, TsvCorpus,
-                             fetch_url)
+                             fetch_url, to_dataset)
 
 DE = ["Ein Hund rennt.", "Zwei Männer sitzen.", "Eine Frau singt."]
 EN = ["A dog runs.", "Two men sit.", "A woman sings."]
@@ -229,6 +230,19 @@ def test_hub_corpus_reads_translation_dicts(monkeypatch):
     assert ds["src"][:] == EN and ds["tgt"][:] == DE
 
 
+def test_load_gathers_every_chunk_of_the_stream(tmp_path, monkeypatch):
+    monkeypatch.setattr(corpus_mod, "LOAD_CHUNK", 2)  # three pairs: two chunks
+    monkeypatch.setattr(datasets, "load_dataset", lambda name, config, split: to_dataset(DE, EN))
+    write_lines(tmp_path / "train.de", DE)
+    write_lines(tmp_path / "train.en", EN)
+    write_lines(tmp_path / "train.tsv", [f"{d}\t{e}" for d, e in zip(DE, EN)])
+    write_lines(tmp_path / "train.jsonl", [json.dumps({"de": d, "en": e}) for d, e in zip(DE, EN)])
+    for corpus in (TextDirCorpus(str(tmp_path), "de", "en"), TsvCorpus(str(tmp_path / "{split}.tsv"), 0, 1, False),
+                   JsonlCorpus(str(tmp_path / "{split}.jsonl"), "de", "en"), HubCorpus("hub", None, "src", "tgt")):
+        ds = corpus.load("train")
+        assert ds["src"][:] == DE and ds["tgt"][:] == EN, type(corpus).__name__
+
+
 def test_hub_corpus_failure_mentions_network_and_offline_mode(monkeypatch):
     def offline(*args, **kwargs):
         raise ConnectionError("could not reach huggingface.co")
@@ -257,6 +271,19 @@ def test_toy_splits_are_deterministic_and_different():
     assert len(valid) == 10 and valid["src"][:] == corpus.load("valid")["src"][:]
     assert train["src"][:10] != valid["src"][:] != corpus.load("test")["src"][:]
     assert ToyCorpus("reverse", 40, 20, 3, 8, seed=2).load("train")["src"][:] != train["src"][:]
+
+
+@pytest.mark.parametrize("task", ["copy", "reverse", "sort", "permute"])
+def test_toy_gold_alignment_links_every_target_word_to_its_source_word(task):
+    corpus = ToyCorpus(task, 30, 4, 1, 7, seed=5, eval_size=20)
+    pairs, gold = corpus.load("valid"), gold_alignment(corpus, "valid")
+    assert len(gold) == len(pairs) == 20
+    for src, tgt, (sure, possible) in zip(pairs["src"][:], pairs["tgt"][:], gold):
+        src, tgt = src.split(), tgt.split()
+        assert sorted(j for _, j in sure) == list(range(len(tgt)))  # one sure link per target word
+        assert len({i for i, _ in sure}) == len(src)                # from distinct source words
+        assert sure <= possible and all(src[i] == tgt[j] for i, j in possible)
+        assert possible == sure or task == "sort"
 
 
 def test_toy_rejects_unknown_task():

@@ -1,6 +1,7 @@
 """prepare_data / make_batches on small real slices and the toy corpus; the data configs load."""
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from pathlib import Path
@@ -15,7 +16,8 @@ from omegaconf import OmegaConf
 
 from nmt.data import tokenizer as tok_mod
 from nmt.data import pipeline as pipeline_mod
-from nmt.data.corpus import CorpusError, HubCorpus, TextDirCorpus, ToyCorpus
+from nmt.data.corpus import (Corpus, CorpusError, Fingerprinted, HubCorpus, Streaming, TextDirCorpus,
+                             ToyCorpus)
 from nmt.data.pipeline import DataBundle, make_batches, prepare_data
 from nmt.data.tokenizer import SubwordTokenizer
 
@@ -23,6 +25,7 @@ CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "data"
 SPLITS = {"train": "train", "valid": "valid", "test": "test"}
 TOKENIZER = {"model_type": "unigram", "vocab_size": 1000, "joint": True, "character_coverage": 1.0,
              "input_sentence_size": 2_000_000, "shuffle_input_sentence": True, "num_threads": 1}
+TOY_TOKENIZER = {**TOKENIZER, "vocab_size": 64}  # an upper bound: ~16 pieces for 10 toy words
 
 
 def prepare_small(corpus_dir: Path, cache: Path, max_len: int = 12) -> DataBundle:
@@ -110,6 +113,50 @@ def test_toy_config_prepares_end_to_end(tmp_path, monkeypatch):
     assert len(data.train) == cfg.corpus.size and len(data.valid) == cfg.corpus.eval_size
     assert data.src_tok.decode(data.valid["tgt_ids"][:5]) == data.valid["tgt"][:5]
     assert (tmp_path / "cache" / "tokenizers").is_dir()
+
+
+class LoadOnly:
+    """A user's own corpus class with only ``load`` (the Corpus protocol); it records its calls."""
+
+    def __init__(self):
+        self.toy, self.calls = ToyCorpus("copy", 60, 10, 1, 5, seed=0), []
+
+    def load(self, split: str) -> datasets.Dataset:
+        self.calls.append(("load", split))
+        return self.toy.load(split)
+
+
+class StreamedAndHashed(LoadOnly):
+    """The same pairs, also with ``stream`` and ``fingerprint``."""
+
+    def stream(self, split: str, chunk_size: int):
+        self.calls.append(("stream", split))
+        pairs = self.toy.load(split)
+        src, tgt = pairs["src"][:], pairs["tgt"][:]
+        for start in range(0, len(src), chunk_size):
+            yield src[start:start + chunk_size], tgt[start:start + chunk_size]
+
+    def fingerprint(self, split: str) -> str:
+        self.calls.append(("fingerprint", split))
+        return hashlib.sha256(f"user corpus {split}".encode()).hexdigest()
+
+
+def test_a_users_load_only_corpus_is_hashed_and_encoded_from_load(tmp_path):
+    corpus = LoadOnly()
+    assert isinstance(corpus, Corpus) and not isinstance(corpus, (Streaming, Fingerprinted))
+    data = prepare_data(corpus, SPLITS, TOY_TOKENIZER, 64, str(tmp_path))
+    assert len(data.train) == 60 and list(data.valid["tgt"]) == corpus.toy.load("valid")["tgt"][:]
+    assert {kind for kind, _ in corpus.calls} == {"load"}
+
+
+def test_a_users_streaming_fingerprinted_corpus_is_never_loaded(tmp_path):
+    corpus = StreamedAndHashed()
+    data = prepare_data(corpus, SPLITS, TOY_TOKENIZER, 64, str(tmp_path))
+    assert len(data.train) == 60 and list(data.valid["tgt"]) == corpus.toy.load("valid")["tgt"][:]
+    assert {kind for kind, _ in corpus.calls} == {"stream", "fingerprint"}
+    corpus.calls.clear()
+    prepare_data(corpus, SPLITS, TOY_TOKENIZER, 64, str(tmp_path))  # a warm cache: only the user's hashes
+    assert sorted(corpus.calls) == [("fingerprint", split) for split in ("test", "train", "valid")]
 
 
 @pytest.mark.parametrize("name", sorted(p.stem for p in CONFIGS.glob("multi30k_*.yaml")))
