@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from nmt.attention.base import AttentionOutput, build_score, masked_softmax
@@ -45,7 +44,8 @@ class HardAttention(nn.Module):
         if self.training:  # Gumbel-max: argmax(scores + g) ~ softmax(scores)
             logits = scores - torch.empty_like(scores).exponential_().log()  # (B, Tq, Tk)
         index = logits.masked_fill(~allowed, float("-inf")).argmax(-1)  # (B, Tq)
-        hard = F.one_hot(index, scores.size(-1)).to(scores.dtype)  # (B, Tq, Tk)
+        # (B, Tq, Tk) one-hot by scatter: F.one_hot checks the index range on the host (two syncs per call)
+        hard = torch.zeros_like(scores).scatter_(-1, index.unsqueeze(-1), 1.0)
         hard = hard * allowed.any(-1, keepdim=True)  # all-masked rows -> zeros
         if not self.training:
             return hard

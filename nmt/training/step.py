@@ -32,8 +32,11 @@ def train_step(parts: StepParts, micro: list[Batch], total: int) -> dict[str, Te
     The loss is normalised by `total`, the target tokens of the whole global batch (all ranks):
     DDP averages gradients over `world` ranks, so each rank scales by world / total and the
     update equals single-process training on the same global batch. Set the learning rate
-    before calling. Returns this rank's summed loss and NLL (tensors, no host sync), the
-    gradient norm and whether the update was applied (the one host sync of the step).
+    before calling. Returns this rank's summed loss and NLL, the gradient norm and whether the
+    update was applied: all device tensors. The step makes no host sync: a non-finite loss or
+    gradient reaches the fused optimizer as `found_inf` on the device, which skips the update there
+    (its step count included), as torch.amp's GradScaler does; the trainer reads `applied` at its
+    logging interval (tests/training/test_syncs.py counts the syncs).
     """
     scale = parts.world / total
     loss_sum = nll_sum = torch.zeros((), device=parts.device)
@@ -47,8 +50,11 @@ def train_step(parts: StepParts, micro: list[Batch], total: int) -> dict[str, Te
             (loss * scale).backward()
         loss_sum, nll_sum = loss_sum + loss.detach(), nll_sum + nll.detach()
     norm = torch.nn.utils.clip_grad_norm_(parts.model.parameters(), parts.clip_grad_norm)
-    applied = bool(torch.isfinite(norm) & torch.isfinite(loss_sum))  # skip bad updates
-    if applied:
+    applied = torch.isfinite(norm) & torch.isfinite(loss_sum)  # () bool, on the device
+    if parts.optimizer.defaults.get("fused"):
+        parts.optimizer.found_inf = (~applied).float()  # 1 = skip this update, decided on the device
+        parts.optimizer.step()
+    elif bool(applied):  # an optimizer without found_inf (a caller's own): one host sync
         parts.optimizer.step()
     parts.optimizer.zero_grad(set_to_none=True)
     return {"loss_sum": loss_sum, "nll_sum": nll_sum, "grad_norm": norm, "applied": applied}

@@ -142,6 +142,9 @@ class Trainer:
         self.train_summary = ""  # "loss .. ppl .. lr .. tok/s" of the last log_train, shown on validation lines
         self.valid_decode = replace(decode, beam_size=settings.valid_beam_size)  # trainer.valid_beam_size
         self.signal = StopOnSignal()  # entered by fit(); idle (nothing received) before
+        # non-finite steps, on the device: [current streak, longest streak, skipped] since the last read
+        self.nonfinite = torch.zeros(3, dtype=torch.long, device=self.device)
+        self.worst_nonfinite = 0  # the longest streak read so far (read_nonfinite, at log intervals)
 
     # ---------------------------------------------------------------- one step
     def step(self, micro: list[Batch], total: int) -> dict:
@@ -149,10 +152,9 @@ class Trainer:
         p = self.progress
         lr = self.scheduler.step(p.step + 1)
         out = train_step(self.step_parts, micro, total)
-        p.nonfinite_in_row = 0 if out["applied"] else p.nonfinite_in_row + 1
-        if not out["applied"]:
-            log.warning("step %d: non-finite loss or gradient, update skipped (%d in a row)", p.step + 1,
-                        p.nonfinite_in_row)
+        streak = torch.where(out["applied"], 0, self.nonfinite[0] + 1)  # () on the device: no host sync
+        self.nonfinite = torch.stack([streak, torch.maximum(self.nonfinite[1], streak),
+                                      self.nonfinite[2] + (~out["applied"]).long()])
         p.step += 1
         p.tokens += total
         sums = torch.stack([out["loss_sum"], out["nll_sum"]])
@@ -243,7 +245,18 @@ class Trainer:
             self.model.train()
 
     # ---------------------------------------------------------------- checkpoints
+    def read_nonfinite(self) -> None:
+        """The one host read of the non-finite counters (at log intervals and checkpoints): warn about
+        skipped updates, keep the streak for the stop rule and the checkpoint."""
+        streak, longest, skipped = self.nonfinite.tolist()
+        self.progress.nonfinite_in_row, self.worst_nonfinite = streak, max(self.worst_nonfinite, longest)
+        if skipped:
+            log.warning("%d update(s) skipped for a non-finite loss or gradient before step %d (%d in a row now)",
+                        skipped, self.progress.step, streak)
+        self.nonfinite = torch.tensor([streak, streak, 0], device=self.device)
+
     def state(self) -> dict:
+        self.read_nonfinite()
         self.progress.log_window = [{k: float(v) for k, v in w.items()} for w in self.window]
         return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(), "sampler": self.parts.batches.state_dict(),
@@ -277,6 +290,8 @@ class Trainer:
         self.parts.batches.load_state_dict(state["sampler"])
         self.progress = Progress(**{**state["progress"], "stopped": ""})
         self.window = [{k: torch.tensor(v) for k, v in w.items()} for w in self.progress.log_window]
+        streak = self.progress.nonfinite_in_row
+        self.nonfinite = torch.tensor([streak, streak, 0], device=self.device)
         ckpt.set_rng_state(state["rng"])
 
     # ---------------------------------------------------------------- the loop
@@ -334,6 +349,7 @@ class Trainer:
             p.train_s += now - t0
             bar.update(p)
             if p.step % self.settings.log_every == 0:
+                self.read_nonfinite()
                 self.log_train(self.window)
                 bar.train(self.train_summary)
                 self.window = []
@@ -355,9 +371,9 @@ class Trainer:
     def main_checks(self, bar: "BudgetBar") -> None:
         """Validation, periodic checkpoints and every stopping rule; called after each step."""
         p, s = self.progress, self.settings
-        if self.signal.received or p.nonfinite_in_row >= s.max_nonfinite:
+        if self.signal.received or self.worst_nonfinite >= s.max_nonfinite:
             p.stopped = (f"interrupted by {self.signal.received}" if self.signal.received else
-                         f"non-finite loss/gradient in {p.nonfinite_in_row} steps in a row: lower optim.lr, "
+                         f"non-finite loss/gradient in {self.worst_nonfinite} steps in a row: lower optim.lr, "
                          "check the data, or disable trainer.amp")
             self.save()
             return

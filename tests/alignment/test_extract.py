@@ -103,7 +103,7 @@ def test_selections_per_head_layer_mean_and_all():
 # ----------------------------------------------------------------------------- the toy-task bound
 
 def toy_golds(pairs) -> list[GoldAlignment]:
-    """ToyCorpus.gold_alignment output [(sure, possible)] -> GoldAlignment per pair."""
+    """toy_alignment.gold_alignment(corpus, split) output [(sure, possible)] -> GoldAlignment per pair."""
     return [GoldAlignment(set(sure), set(possible) | set(sure)) for sure, possible in pairs]
 
 

@@ -104,10 +104,11 @@ def test_ctrl_c_in_the_final_evaluation_says_resume_finishes_it(tmp_path, cache,
 
 
 def test_non_finite_losses_skip_updates_then_stop_with_last_good_state(tmp_path, cache, monkeypatch):
-    """Steps 1-6 are good, from step 7 every loss is NaN: updates are skipped, and after
-    trainer.max_nonfinite=4 such steps the run stops with a checkpoint equal to step 6's weights."""
+    """Steps 1-6 are good, from step 7 every loss is NaN: updates are skipped (on the device, no host sync),
+    and the counters, read every trainer.log_every=5 steps, find trainer.max_nonfinite=4 such steps at
+    step 10: the run stops with a checkpoint equal to step 6's weights."""
     from nmt.training.loss import label_smoothed_loss as real_loss
-    cfg = toy_cfg(tmp_path / "run", cache, ["trainer.max_steps=50", "trainer.max_nonfinite=4"])
+    cfg = toy_cfg(tmp_path / "run", cache, ["trainer.max_steps=50", "trainer.max_nonfinite=4", "trainer.log_every=5"])
     calls, weights = [0], {}
 
     def nan_after_six(logits, target, pad_id, smoothing):

@@ -1,0 +1,103 @@
+"""A training step makes no host sync (issue: GPU-ready, proven on CPU). Counted with a TorchDispatchMode:
+the ops that force a device->host read or have data-dependent shapes, plus the Python-level reads
+(.item(), .tolist(), .cpu(), .numpy()), inside one train_step of the default RNN, local-p, hard attention
+and the Transformer. The RNN encoder's packing needs its lengths on the host: one .cpu() per micro-batch,
+the only one allowed (a no-op when the batch's lengths already live there, as on CPU)."""
+import collections
+
+import pytest
+import torch
+from helpers import TINY_RNN, TINY_TRANSFORMER, compose_cfg, tiny_model
+from omegaconf import OmegaConf
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from nmt.data.batching import collate
+from nmt.training.optim import OptimSettings, build_optimizer
+from nmt.training.step import StepParts, train_step
+
+SYNC_OPS = {"_local_scalar_dense", "nonzero", "masked_select", "unique", "_unique", "_unique2", "unique_dim",
+            "unique_consecutive"}
+HOST_READS = ("item", "tolist", "cpu", "numpy")
+
+
+class SyncCounter(TorchDispatchMode):
+    """Counts sync ops (SYNC_OPS, boolean-mask indexing) and Python-level host reads of tensors."""
+
+    def __init__(self):
+        super().__init__()
+        self.counts = collections.Counter()
+        self.originals = {m: getattr(torch.Tensor, m) for m in HOST_READS}
+
+    def __enter__(self):
+        for name, original in self.originals.items():
+            setattr(torch.Tensor, name, self._counted(name, original))
+        return super().__enter__()
+
+    def __exit__(self, *exc):
+        for name, original in self.originals.items():
+            setattr(torch.Tensor, name, original)
+        return super().__exit__(*exc)
+
+    def _counted(self, name, original):
+        def read(tensor, *args, **kwargs):
+            self.counts[f".{name}()"] += 1
+            return original(tensor, *args, **kwargs)
+        return read
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        op = func.__name__.split(".")[0]
+        if op in SYNC_OPS:
+            self.counts[op] += 1
+        if op.startswith("index") and len(args) > 1 and isinstance(args[1], (list, tuple)) and any(
+                isinstance(i, torch.Tensor) and i.dtype == torch.bool for i in args[1]):
+            self.counts["boolean-mask indexing"] += 1
+        return func(*args, **(kwargs or {}))
+
+
+def step_parts(overrides, base):
+    model = tiny_model(overrides, base=base)
+    optim = OptimSettings(**OmegaConf.to_container(compose_cfg([]).optim, resolve=True))
+    return StepParts(model, model, build_optimizer(model, optim, torch.device("cpu")), 0, 0.1, 1.0, False,
+                     torch.device("cpu"), 1)
+
+
+BATCH = collate([[5, 6, 7, 8], [9, 10]], [[5, 6], [7, 8, 9]], [0, 1], 0, 1, 2)
+ALLOWED = {"rnn": {".cpu()": 1}, "transformer": {}}  # the RNN's packing lengths (see the module docstring)
+
+
+@pytest.mark.parametrize("name, overrides, base", [
+    ("rnn", [], TINY_RNN), ("rnn", ["model/attention=local_p"], TINY_RNN),
+    ("rnn", ["model/attention=hard"], TINY_RNN), ("transformer", [], TINY_TRANSFORMER)],
+    ids=["default_rnn", "local_p", "hard", "transformer"])
+def test_a_training_step_makes_no_host_sync(name, overrides, base):
+    parts = step_parts(overrides, base)
+    train_step(parts, [BATCH], 5)  # the optimizer's state exists from here on
+    with SyncCounter() as counter:
+        out = train_step(parts, [BATCH], 5)
+    assert dict(counter.counts) == ALLOWED[name]
+    assert bool(out["applied"])  # read after the step, as the trainer does at its logging interval
+
+
+def test_the_counter_sees_an_item_added_to_the_step():
+    parts = step_parts([], TINY_TRANSFORMER)
+    with SyncCounter() as counter:
+        out = train_step(parts, [BATCH], 5)
+        float(out["loss_sum"])  # what a `.item()` in the step would cost
+        out["nll_sum"].item()
+    assert counter.counts["_local_scalar_dense"] == 2 and counter.counts[".item()"] == 1
+
+
+def test_a_non_finite_step_is_skipped_on_the_device(monkeypatch):
+    from nmt.training.loss import label_smoothed_loss
+    parts = step_parts([], TINY_TRANSFORMER)
+    train_step(parts, [BATCH], 5)
+    before = {k: v.clone() for k, v in parts.model.state_dict().items()}
+    steps = [s["step"].clone() for s in parts.optimizer.state.values()]
+    monkeypatch.setattr("nmt.training.step.label_smoothed_loss",
+                        lambda *a: tuple(x * float("nan") for x in label_smoothed_loss(*a)))
+    with SyncCounter() as counter:
+        out = train_step(parts, [BATCH], 5)
+    assert dict(counter.counts) == {}  # skipped without reading anything on the host
+    assert not bool(out["applied"])
+    assert all(torch.equal(v, parts.model.state_dict()[k]) for k, v in before.items())
+    assert [s["step"] for s in parts.optimizer.state.values()] == steps  # the skipped step is not counted
