@@ -1,6 +1,8 @@
-"""Batched greedy decoding on device."""
+"""Batched step-by-step decoding on device: one loop (stepwise_decode) and a chooser of the next tokens;
+greedy search chooses the arg-max."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -32,10 +34,28 @@ def cut(seqs: Tensor, eos_id: int) -> list[list[int]]:
     return out
 
 
+Chooser = Callable[[Tensor], Tensor]  # log-probs (B, V) float -> (B,) long: each sentence's next token
+
+
+def argmax(logp: Tensor) -> Tensor:
+    """(B, V) -> (B,) the most probable token (the first one on ties, as Tensor.max)."""
+    return logp.max(dim=-1).indices
+
+
 @torch.no_grad()
 def greedy_decode(model: Seq2Seq, src: Tensor, src_lengths: Tensor, bos_id: int, eos_id: int,
                   max_len_a: float, max_len_b: int) -> Hypotheses:
     """src (B, S) -> arg-max output of every sentence, batched until all emitted eos."""
+    return stepwise_decode(model, src, src_lengths, bos_id, eos_id, max_len_a, max_len_b, argmax)
+
+
+@torch.no_grad()
+def stepwise_decode(model: Seq2Seq, src: Tensor, src_lengths: Tensor, bos_id: int, eos_id: int,
+                    max_len_a: float, max_len_b: int, choose: Chooser) -> Hypotheses:
+    """src (B, S) -> one output per sentence, token by token: the next tokens are choose(log-probs), for
+    the whole batch at once, until every sentence emitted eos or reached its length limit. Greedy search
+    chooses the arg-max, sampling (nmt.decoding.sampling) draws. scores: the model's own log-probability
+    of the chosen tokens + eos (a sampler's temperature and filtering do not enter it)."""
     enc = model.encode(src, src_lengths)
     state = model.init_state(enc)
     B, limits = src.size(0), length_limits(src_lengths, max_len_a, max_len_b)
@@ -46,10 +66,10 @@ def greedy_decode(model: Seq2Seq, src: Tensor, src_lengths: Tensor, bos_id: int,
     for t in range(int(limits.max())):
         out = model.decode(prev, enc, state)
         logp = F.log_softmax(out.logits[:, -1].float(), dim=-1)  # (B, V)
-        best, nxt = logp.max(dim=-1)
+        nxt = choose(logp)  # (B,)
         nxt = torch.where(finished, torch.full_like(nxt, eos_id), nxt)
         nxt = torch.where(~finished & (t + 1 >= limits), torch.full_like(nxt, eos_id), nxt)
-        scores += torch.where(finished, torch.zeros_like(best), logp.gather(1, nxt[:, None])[:, 0])
+        scores += torch.where(finished, torch.zeros_like(scores), logp.gather(1, nxt[:, None])[:, 0])
         steps.append(nxt)
         finished |= nxt == eos_id
         state, prev = out.state, nxt[:, None]

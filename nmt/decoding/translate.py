@@ -6,9 +6,10 @@ from dataclasses import dataclass
 
 import torch
 
-from nmt.data.batching import collate
+from nmt.data.batching import Batch, collate
 from nmt.decoding.beam import beam_search
 from nmt.decoding.greedy import Hypotheses, greedy_decode
+from nmt.decoding.sampling import SAMPLINGS, sample_decode
 from nmt.models.seq2seq import Seq2Seq
 
 log = logging.getLogger(__name__)
@@ -24,11 +25,17 @@ class DecodeSettings:
     max_sentences: int      # sentences decoded together
     nbest: int              # outputs per input (1..beam_size), best first; nmt-translate prints them all
     max_input_tokens: int   # translate_lines cuts a longer input line to its first N pieces, with a warning
+    sampling: str           # none = search (greedy or beam) | topk | topp: one drawn output per input
+    topk: int               # sampling=topk: draw among the k most probable tokens
+    topp: float             # sampling=topp: among the fewest most probable tokens whose mass reaches p
+    temperature: float      # sampling: logits / temperature before the top-k / top-p cut
+    seed: int               # sampling: seed of the decode's own torch.Generator
 
     def __post_init__(self):
-        for key in ("beam_size", "max_sentences", "max_input_tokens"):
+        for key in ("beam_size", "max_sentences", "max_input_tokens", "topk"):
             if getattr(self, key) < 1:
                 raise ValueError(f"decode.{key} must be >= 1, got {getattr(self, key)}")
+        self.check_sampling()
         if not 1 <= self.nbest <= self.beam_size:
             raise ValueError(f"decode.nbest must be between 1 and decode.beam_size={self.beam_size}, got "
                              f"{self.nbest}; raise decode.beam_size or lower decode.nbest")
@@ -38,33 +45,59 @@ class DecodeSettings:
         if self.length_penalty < 0:
             raise ValueError(f"decode.length_penalty must be >= 0, got {self.length_penalty}")
 
+    def check_sampling(self):
+        """Sampling's own keys, and no beam or n-best list with it (one drawn output per input)."""
+        if self.sampling not in ("none", *SAMPLINGS):
+            raise ValueError(f"decode.sampling must be one of none, {', '.join(SAMPLINGS)}; got {self.sampling!r}")
+        if not 0 < self.topp <= 1:
+            raise ValueError(f"decode.topp must be in (0, 1], got {self.topp}")
+        if self.temperature <= 0:
+            raise ValueError(f"decode.temperature must be > 0, got {self.temperature}")
+        if self.sampling != "none" and (self.beam_size > 1 or self.nbest > 1):
+            raise ValueError(f"decode.sampling={self.sampling} draws one output per input: it needs "
+                             f"decode.beam_size=1 and decode.nbest=1, got decode.beam_size={self.beam_size} and "
+                             f"decode.nbest={self.nbest}; add decode.beam_size=1 decode.nbest=1, or "
+                             f"decode.sampling=none for beam search")
+
 
 def translate_ids(model: Seq2Seq, src_ids: list[list[int]], settings: DecodeSettings, *, pad_id: int,
                   bos_id: int, eos_id: int, device: torch.device) -> Hypotheses:
-    """Decode src_ids (no bos/eos) with greedy (beam_size 1) or beam search; keeps input order.
-    With settings.nbest > 1 the result also holds each input's nbest outputs and normalised scores."""
+    """Decode src_ids (no bos/eos) with greedy (beam_size 1), beam search or sampling; keeps input order.
+    With settings.nbest > 1 the result also holds each input's nbest outputs and normalised scores.
+    Sampling draws from one generator seeded with settings.seed: the same inputs, seed and max_sentences
+    give the same samples (a sentence's draw depends on the batch it is in)."""
     order = sorted(range(len(src_ids)), key=lambda i: len(src_ids[i]))
     tokens: list = [None] * len(src_ids)
     nbest: list = [None] * len(src_ids)
     scores = torch.zeros(len(src_ids))
     nbest_scores = torch.zeros(len(src_ids), settings.nbest)
     model.eval()
+    generator = None if settings.sampling == "none" else torch.Generator(device).manual_seed(settings.seed)
     for start in range(0, len(order), settings.max_sentences):
         idx = order[start: start + settings.max_sentences]
         batch = collate([src_ids[i] or [eos_id] for i in idx], [[] for _ in idx], idx, pad_id, bos_id, eos_id)
-        batch = batch.to(device)
-        src, lens = batch.src, batch.src_lengths
-        if settings.beam_size <= 1:
-            hyp = greedy_decode(model, src, lens, bos_id, eos_id, settings.max_len_a, settings.max_len_b)
-            hyp.nbest, hyp.nbest_scores = [[t] for t in hyp.tokens], hyp.scores[:, None]  # |Y|^0: alpha unused
-        else:
-            hyp = beam_search(model, src, lens, settings.beam_size, bos_id, eos_id, settings.length_penalty,
-                              settings.max_len_a, settings.max_len_b, nbest=settings.nbest)
+        hyp = decode_batch(model, batch.to(device), settings, bos_id, eos_id, generator)
         for j, i in enumerate(idx):
             tokens[i], nbest[i] = hyp.tokens[j], hyp.nbest[j]
         scores[idx] = hyp.scores.float().cpu()
         nbest_scores[idx] = hyp.nbest_scores.float().cpu()
     return Hypotheses(tokens, scores, nbest, nbest_scores)
+
+
+def decode_batch(model: Seq2Seq, batch: Batch, settings: DecodeSettings, bos_id: int, eos_id: int,
+                 generator: torch.Generator | None) -> Hypotheses:
+    """One Batch on device -> greedy search (beam_size 1), sampling (decode.sampling) or beam search."""
+    src, lens, a, b = batch.src, batch.src_lengths, settings.max_len_a, settings.max_len_b
+    if settings.beam_size > 1:
+        return beam_search(model, src, lens, settings.beam_size, bos_id, eos_id, settings.length_penalty, a, b,
+                           nbest=settings.nbest)
+    if settings.sampling == "none":
+        hyp = greedy_decode(model, src, lens, bos_id, eos_id, a, b)
+    else:
+        hyp = sample_decode(model, src, lens, bos_id, eos_id, a, b, sampling=settings.sampling, topk=settings.topk,
+                            topp=settings.topp, temperature=settings.temperature, generator=generator)
+    hyp.nbest, hyp.nbest_scores = [[t] for t in hyp.tokens], hyp.scores[:, None]  # |Y|^0: alpha unused
+    return hyp
 
 
 def decode_texts(model: Seq2Seq, src_ids: list[list[int]], tgt_tok, settings: DecodeSettings,

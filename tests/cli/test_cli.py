@@ -95,3 +95,19 @@ def test_translate_nbest_lists_hypotheses_best_first(trained_run):
         assert 2 <= len(by_input[i]) <= 3 and by_input[i][0][0] == best[i]
         scores = [s for _, s in by_input[i]]
         assert scores == sorted(scores, reverse=True) and len({t for t, _ in by_input[i]}) == len(scores)
+
+
+def test_translate_with_sampling_writes_one_sample_per_line(trained_run):
+    """decode.sampling=topp: one drawn output per input line (an empty line stays empty); decode.seed
+    decides the draws: the same seed gives the same lines, another seed other lines."""
+    run_dir, _, env = trained_run
+    text = "Ein Hund läuft im Schnee.\n\nZwei Männer spielen Fußball.\nEine Frau liest ein Buch.\n"
+    sample = ["decode.beam_size=1", "decode.sampling=topp", "decode.topp=1.0", "decode.temperature=1.5"]
+
+    def lines(seed: int) -> list[str]:
+        return cli("translate", f"run_dir={run_dir}", *sample, f"decode.seed={seed}", stdin=text,
+                   env=env).stdout.split("\n")[:-1]
+    first = lines(1)
+    assert len(first) == 4 and first[1] == "" and all(first[i] for i in (0, 2, 3))
+    assert lines(1) == first
+    assert lines(2) != first

@@ -3,19 +3,9 @@ import math
 
 import pytest
 import torch
-from helpers import BOS, EOS, overfit, real_batch, tiny_model
+from helpers import BOS, EOS
 
 from nmt.decoding import beam_search, greedy_decode
-
-
-@pytest.fixture(scope="module")
-def half_trained(real_pairs):
-    """Trained a little: peaked enough to be realistic, not enough to make search trivial."""
-    torch.manual_seed(1)
-    sv, tv, src, src_len, tgt_in, tgt_out = real_batch(real_pairs)
-    model = tiny_model(["model/attention=luong_general"], len(sv), len(tv))
-    overfit(model, src, src_len, tgt_in, tgt_out, steps=25)
-    return model.eval(), src, src_len
 
 
 @pytest.mark.parametrize("which", ["half_trained", "half_trained_transformer"])
@@ -143,16 +133,6 @@ def test_early_stop_equals_search_to_the_length_limit(half_trained, alpha):
     full = beam_search(model, src, src_len, 3, BOS, EOS, alpha, 1.5, 5, nbest=2, check_every=10 ** 6)
     assert early.nbest == full.nbest
     torch.testing.assert_close(early.nbest_scores, full.nbest_scores)
-
-
-@pytest.fixture(scope="module")
-def half_trained_transformer(real_pairs):
-    from helpers import TINY_TRANSFORMER
-    torch.manual_seed(1)
-    sv, tv, src, src_len, tgt_in, tgt_out = real_batch(real_pairs)
-    model = tiny_model([], len(sv), len(tv), base=TINY_TRANSFORMER)
-    overfit(model, src, src_len, tgt_in, tgt_out, steps=25)
-    return model.eval(), src, src_len
 
 
 @pytest.mark.parametrize("which", ["half_trained", "half_trained_transformer"])

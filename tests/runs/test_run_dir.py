@@ -115,3 +115,23 @@ def test_settings_added_since_the_run_was_trained_take_their_defaults(tmp_path):
     given = compose_cfg(["trainer.resume=true", f"run_dir={tmp_path}"])
     out = resume_config(stored, compose_cfg([]), given, ["trainer.resume", "run_dir"])
     assert out.decode.nbest == given.decode.nbest and "attention" not in out.model
+
+
+SAMPLING_KEYS = ("sampling", "topk", "topp", "temperature", "seed")
+
+
+@pytest.mark.parametrize("overrides", [[], ["decode.beam_size=1", "decode.sampling=topp", "decode.seed=7"]])
+def test_a_run_trained_before_sampling_resumes_with_valid_decode_settings(tmp_path, overrides):
+    """decode.sampling, topk, topp, temperature and seed came after runs that store no such keys: the
+    resumed config fills them from the defaults (sampling none: search), or takes them from the command
+    line, and DecodeSettings (no defaults of its own) builds from it."""
+    from nmt.cli.common import decode_settings
+    stored = stored_cfg(tmp_path)
+    for key in SAMPLING_KEYS:
+        del stored.decode[key]
+    given = compose_cfg(["trainer.resume=true", f"run_dir={tmp_path}", *overrides])
+    out = resume_config(stored, compose_cfg([]), given, ["trainer.resume", "run_dir",
+                                                         *(o.split("=")[0] for o in overrides)])
+    decode = decode_settings(out)
+    assert {k: getattr(decode, k) for k in SAMPLING_KEYS} == {k: given.decode[k] for k in SAMPLING_KEYS}
+    assert decode.sampling == ("topp" if overrides else "none")
