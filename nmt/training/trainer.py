@@ -140,7 +140,8 @@ class Trainer:
         self.progress = Progress()
         self.window: list[dict] = []  # step results since the last log line
         self.train_summary = ""  # "loss .. ppl .. lr .. tok/s" of the last log_train, shown on validation lines
-        self.valid_decode = replace(decode, beam_size=settings.valid_beam_size)  # trainer.valid_beam_size
+        # trainer.valid_beam_size, and a search even when decode.sampling draws: early stopping reads this BLEU
+        self.valid_decode = replace(decode, beam_size=settings.valid_beam_size, sampling="none")
         self.signal = StopOnSignal()  # entered by fit(); idle (nothing received) before
         # non-finite steps, on the device: [current streak, longest streak, skipped] since the last read
         self.nonfinite = torch.zeros(3, dtype=torch.long, device=self.device)

@@ -92,3 +92,22 @@ def test_callbacks_see_start_every_step_every_validation_and_the_end(tmp_path):
     valids = [e for e in rec.events if e[0] == "valid"]
     assert [(v[1], v[2]) for v in valids] == [(2, 2), (4, 2)]
     assert valids[-1][3] == round(metrics["history"][-1]["bleu"], 6)
+
+
+class DecodeRecorder(Callbacks):
+    def __init__(self):
+        self.valid = []
+
+    def on_validation(self, trainer, result):
+        self.valid.append((trainer.valid_decode.beam_size, trainer.valid_decode.sampling))
+
+
+def test_validation_searches_when_decode_samples(tmp_path):
+    """decode.sampling applies to the final evaluation; the validation BLEU that early stopping reads
+    comes from a search (trainer.valid_beam_size, sampling none), never from draws."""
+    rec = DecodeRecorder()
+    metrics = train(toy_cfg(tmp_path / "run", tmp_path / "cache", [
+        "trainer.max_steps=2", "trainer.valid_every=2", "trainer.valid_beam_size=2", "decode.beam_size=1",
+        "decode.sampling=topp"]), [rec])
+    assert rec.valid == [(2, "none")]
+    assert metrics["beam_size"] == 1 and 0 <= metrics["test"]["bleu"] <= 100
