@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from nmt.decoding.greedy import Hypotheses, cut, length_limits
+from nmt.decoding.greedy import HOST_CHECK_EVERY, Hypotheses, cut, length_limits
 from nmt.models.seq2seq import EncoderOutput, Seq2Seq, State
 
 
@@ -103,7 +103,7 @@ def _step(live: Live, fin: Finished, logp: Tensor, state: State, t: int, K: int,
 @torch.no_grad()
 def beam_search(model: Seq2Seq, src: Tensor, src_lengths: Tensor, beam_size: int, bos_id: int,
                 eos_id: int, alpha: float, max_len_a: float, max_len_b: int, nbest: int = 1,
-                check_every: int = 8) -> Hypotheses:
+                check_every: int = HOST_CHECK_EVERY) -> Hypotheses:
     """src (B, S) -> the best hypothesis by score / length_penalty, and the `nbest` best of each sentence."""
     B, K, dev = src.size(0), beam_size, src.device
     if not 1 <= nbest <= K:

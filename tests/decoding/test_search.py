@@ -151,3 +151,23 @@ def test_every_nbest_score_is_the_teacher_forced_log_prob(which, request):
             lp_len = ((5 + len(toks) + 1) / 6) ** alpha
             torch.testing.assert_close(b.nbest_scores[i, n], lp / lp_len, atol=1e-4, rtol=1e-4)
 
+
+
+@pytest.mark.parametrize("search", ["greedy", "beam"])
+def test_search_reads_the_host_once_every_8_steps(search):
+    """24 steps with nobody finishing early: greedy and beam read "all finished?" on the host every 8
+    steps (3 reads), not every step; plus one read of the length limit at the start."""
+    from sync_counter import SyncCounter
+    long_c = {(t, prev): {C: 0.9, EOS: 0.1} for t in range(30) for prev in range(7)}
+    src, lens = torch.tensor([[7, 8, EOS]]), torch.tensor([3])
+    model = FixedModel(long_c, steps=30)
+    with SyncCounter() as counter:
+        if search == "greedy":
+            hyp = greedy_decode(model, src, lens, BOS, EOS, 0.0, 24)
+        else:
+            hyp = beam_search(model, src, lens, 2, BOS, EOS, 1.0, 0.0, 24)
+    assert hyp.tokens[0] == [C] * 23  # the 24th token is the forced eos
+    if search == "greedy":
+        assert counter.counts["_local_scalar_dense"] == 1 + 24 // 8
+    else:  # beam copies its "done" flags to the host every 8 steps and reads that copy (all, any)
+        assert counter.counts[".cpu()"] == 24 // 8 and counter.counts["_local_scalar_dense"] <= 1 + 2 * (24 // 8)
