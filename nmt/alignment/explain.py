@@ -38,8 +38,9 @@ from nmt.alignment.extract import is_cross
 from nmt.attention.intervention import WeightHook
 from nmt.attention.windows import lengths_mask
 from nmt.common import atomic_write_text, pick_device, write_json
-from nmt.data.batching import Batch, collate
+from nmt.data.batching import Batch
 from nmt.decoding import DecodeSettings, decode_texts
+from nmt.decoding.forced import forced_batches, reference_log_probs
 from nmt.scoring import corpus_scores
 from nmt.runs.trained import load_trained
 
@@ -55,10 +56,8 @@ class ExplainSettings:
 
 
 def batches(src_ids: list[list[int]], ref_ids: list[list[int]], tok, chunk: int, device) -> list[Batch]:
-    """Teacher-forcing batches of `chunk` pairs (sources never empty: [eos] stands in)."""
-    return [collate([s or [tok.eos_id] for s in src_ids[i: i + chunk]], ref_ids[i: i + chunk],
-                    list(range(i, min(i + chunk, len(src_ids)))), tok.pad_id, tok.bos_id, tok.eos_id).to(device)
-            for i in range(0, len(src_ids), chunk)]
+    """Teacher-forcing batches of `chunk` pairs with tok's special ids (nmt.decoding.forced.forced_batches)."""
+    return forced_batches(src_ids, ref_ids, tok.pad_id, tok.bos_id, tok.eos_id, chunk, device)
 
 
 def next_token_probs(model, b: Batch) -> Tensor:
@@ -118,13 +117,6 @@ def attention_detached(model) -> Iterator[None]:
         for module in model.attention_modules().values():
             stack.enter_context(intervening(module, _detach))
         yield
-
-
-def reference_log_probs(model, b: Batch, pad_id: int) -> Tensor:
-    """Teacher-forced log p(y_t) of the reference tokens (B, T), 0 on padding."""
-    logits = model(b.src, b.src_lengths, b.tgt_in)[0].logits.float()  # (B, T, V)
-    logp = F.log_softmax(logits, -1).gather(-1, b.tgt_out[..., None])[..., 0]  # (B, T)
-    return logp.masked_fill(b.tgt_out == pad_id, 0.0)
 
 
 def one_hot_gradient(model, b: Batch, pad_id: int) -> Tensor:

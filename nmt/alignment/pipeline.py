@@ -20,6 +20,7 @@ from nmt.alignment.links import GoldAlignment, Link, check_bounds, read_gold, wr
 from nmt.common import pick_device, write_json
 from nmt.data.corpus import read_lines
 from nmt.decoding import DecodeSettings, decode_texts
+from nmt.decoding.forced import check_line_aligned
 from nmt.runs.trained import load_trained
 
 
@@ -37,9 +38,7 @@ def align_texts(trained, src_lines: list[str], tgt_lines: list[str] | None, sett
         tgt_lines, hyp = decode_texts(trained.model, src_ids, tok, decode, device)
         tgt_ids = [[i for i in t if i not in (tok.pad_id, tok.bos_id)] for t in hyp.tokens]
     else:
-        if len(tgt_lines) != len(src_lines):
-            raise ValueError(f"{len(src_lines)} source lines but {len(tgt_lines)} target lines; the files must be "
-                             "line-aligned")
+        check_line_aligned(src_lines, tgt_lines)
         tgt_ids = tok.encode(tgt_lines)
         check_word_counts(tgt_lines, tgt_ids, tok, "target")
     return align_ids(trained.model, src_ids, tgt_ids, trained.src_tok, trained.tgt_tok, settings, device, chunk), tgt_lines

@@ -8,13 +8,14 @@ import torch
 from nmt.common import write_json
 from nmt.decoding import DecodeSettings, decode_texts
 from nmt.scoring import corpus_scores
-from nmt.runs.trained import load_trained
+from nmt.runs.trained import checkpoint_label, load_trained
 
 
 def evaluate_run(run_dir: Path, split: str, checkpoint: str, decode: DecodeSettings, device: torch.device,
                  data_root: str | None) -> dict:
     """Decode `split` (a run's train/valid/test, or a corpus split name) with a checkpoint of the run
-    (best | last | path); writes <split>.<ckpt>.beam<K>.hyp.txt and .scores.json into the run dir.
+    (best | last | a name in checkpoints/, e.g. avg_last5 | path); writes <split>.<checkpoint name, or
+    ckpt for a path>.beam<K>.hyp.txt and .scores.json into the run dir.
 
     data_root replaces the data.root stored in the run (e.g. on another machine), for every corpus kind.
     """
@@ -24,7 +25,7 @@ def evaluate_run(run_dir: Path, split: str, checkpoint: str, decode: DecodeSetti
     ds = trained.load_split(split)
     texts, _ = decode_texts(trained.model, trained.src_tok.encode(ds["src"]), trained.tgt_tok, decode, device)
     scores = corpus_scores(texts, ds["tgt"])
-    stem = f"{split}.{checkpoint if checkpoint in ('best', 'last') else 'ckpt'}.beam{decode.beam_size}"
+    stem = f"{split}.{checkpoint_label(checkpoint)}.beam{decode.beam_size}"
     (run_dir / f"{stem}.hyp.txt").write_text("\n".join(texts) + "\n")
     result = {"split": split, "corpus_split": split_name, "sentences": len(texts), "step": trained.step,
               "beam_size": decode.beam_size, **scores, "hypotheses": str(run_dir / f"{stem}.hyp.txt")}

@@ -35,8 +35,27 @@ class TrainedRun:
                               f"data.root={data.root}; pass data_root=<the directory that holds it>") from e
 
 
+def checkpoint_path(run_dir: Path, which: str) -> Path:
+    """which = 'best' | a name in <run>/checkpoints without .pt (avg_last5 from nmt-average, step_500) |
+    a path to a .pt file; the name is looked up first."""
+    named = run_dir / "checkpoints" / f"{which}.pt"
+    path = named if named.is_file() or which == "best" else Path(which)
+    if not path.is_file():
+        looked = str(named) if path == named else f"{named} or {path}"
+        names = sorted(p.stem for p in (run_dir / "checkpoints").glob("*.pt"))
+        raise RunDirError(f"checkpoint={which}: no file {looked}; use checkpoint=best|last|<a name in "
+                          f"{run_dir / 'checkpoints'}: {', '.join(names) or 'none there'}>|<path to .pt>")
+    return path
+
+
+def checkpoint_label(which: str) -> str:
+    """A checkpoint choice as a file-name part: best, last and names (avg_last5) as given, a path as 'ckpt'."""
+    return which if which.replace("_", "").replace("-", "").isalnum() else "ckpt"
+
+
 def load_trained(run_dir: Path, which: str, device: torch.device, data_root: str | None = None) -> TrainedRun:
-    """which = 'best' | 'last' | a checkpoint path; data_root (not None) moves the stored corpus paths."""
+    """which = 'best' | 'last' | a name in <run>/checkpoints (avg_last5) | a checkpoint path (checkpoint_path);
+    data_root (not None) moves the stored corpus paths."""
     run_dir = Path(run_dir)
     if not (run_dir / "config.yaml").is_file():
         raise RunDirError(f"run_dir={run_dir} is not a run directory (no config.yaml); pass the directory "
@@ -52,10 +71,7 @@ def load_trained(run_dir: Path, which: str, device: torch.device, data_root: str
             raise RunDirError(f"no loadable checkpoints/step_*.pt in {run_dir}")
         state = found[1]
     else:
-        path = run_dir / "checkpoints" / "best.pt" if which == "best" else Path(which)
-        if not path.is_file():
-            raise RunDirError(f"checkpoint {path} not found; use checkpoint=best|last|<path>")
-        state = ckpt.load(path)
+        state = ckpt.load(checkpoint_path(run_dir, which))
     model = build_model(cfg.model, len(src_tok), len(tgt_tok), tgt_tok.pad_id)
     model.load_state_dict(state["model"])
     step = state.get("step", state.get("progress", {}).get("step", 0))
