@@ -5,28 +5,12 @@
 """
 from __future__ import annotations
 
-import hydra
-from omegaconf import DictConfig
-
+from nmt.cli.errors import job_command
 from nmt.alignment.pipeline import AlignJob, align_run
-from nmt.cli.common import config_dir, job
-from nmt.cli.errors import precheck, user_errors
-from nmt.common import setup_logging
 
 PROG = "nmt-align"
 
-
-@hydra.main(config_path=config_dir(), config_name="align", version_base="1.3")
-def run(cfg: DictConfig) -> None:
-    setup_logging()
-    with user_errors(PROG):
-        align_run(job(AlignJob, cfg))
-
-
-def main() -> None:
-    precheck(PROG, "align")
-    run()
-
+main = job_command(PROG, "align", AlignJob, align_run)
 
 if __name__ == "__main__":
     main()

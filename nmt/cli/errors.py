@@ -11,16 +11,18 @@ import difflib
 import os
 import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import hydra
 from hydra import compose, initialize_config_dir
 from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from nmt.cli.common import config_dir, decode_settings, register_resolvers
+from nmt.cli.common import config_dir, decode_settings, job, register_resolvers
+from nmt.common import setup_logging
 from nmt.data.corpus import CorpusError
 from nmt.runs.checkpoint import CheckpointError
 from nmt.runs.run_dir import RunDirError, flat_leaves
@@ -130,3 +132,21 @@ def precheck(prog: str, config_name: str) -> None:
         check_mandatory(cfg)
         if "decode" in cfg:
             decode_settings(cfg)
+
+
+def job_command(prog: str, config_name: str, cls: type, action: Callable[[object], object]) -> Callable[[], None]:
+    """The main() of a command that reads a run (nmt-align, -explain, -score, -average): check the command
+    line (precheck), compose it with Hydra, build the typed settings `cls` (a bad value: one line naming
+    the key), then run `action(settings)`, a user error in one line."""
+    @hydra.main(config_path=config_dir(), config_name=config_name, version_base="1.3")
+    def run(cfg: DictConfig) -> None:
+        setup_logging()
+        with user_errors(prog, CONFIG_ERRORS):
+            settings = job(cls, cfg)
+        with user_errors(prog):
+            action(settings)
+
+    def main() -> None:
+        precheck(prog, config_name)
+        run()
+    return main
