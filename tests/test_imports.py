@@ -37,14 +37,15 @@ def file_graph(root: Path = ROOT / "nmt") -> dict[str, set[str]]:
             for target in imported(node, package):
                 while target and target not in modules:
                     target = target.rpartition(".")[0]
-                if target and target != name and target != "nmt":
+                if target and target != name:
                     graph[name].add(target)
     return graph
 
 
 def unit(module: str) -> str:
-    """The layer unit of a module: its subpackage (nmt.decoding) or top-level module (nmt.scoring)."""
-    return ".".join(module.split(".")[:2])
+    """The layer unit of a module: its subpackage (nmt.decoding) or top-level module (nmt.scoring); the
+    package root nmt/__init__.py is "nmt.__init__"."""
+    return "nmt.__init__" if module == "nmt" else ".".join(module.split(".")[:2])
 
 
 def documented_layers() -> dict[str, int]:
