@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Race nmt against JoeyNMT 2.3.0 on one GPU: same data, same wall-clock budget, side by side (issue 10).
 
-    python3 scripts/gpu_race.py OUT nmt_transformer joey_transformer   # one or two runs per call
+    python3 scripts/gpu_race.py OUT nmt_transformer joey_transformer   # only these runs
     python3 scripts/gpu_race.py OUT report                             # merge OUT/*.json -> report.md/.json
 
 Every run trains for --budget seconds of wall time (validation included) while nvidia-smi is
