@@ -11,6 +11,11 @@ from nmt.common import typed
 from nmt.decoding import DecodeSettings
 
 
+def run_dir_list(value) -> str | list[str]:
+    """run_dir=R (one run) or run_dir=[A,B] (an ensemble, nmt.runs.trained.load_runs) as plain data."""
+    return OmegaConf.to_container(value) if OmegaConf.is_list(value) else str(value)
+
+
 def decode_settings(cfg: DictConfig) -> DecodeSettings:
     """The decode group (configs/decode/), resolved and type-checked: the one way entry points build it."""
     return typed(DecodeSettings, "decode", OmegaConf.to_container(cfg.decode, resolve=True))

@@ -6,7 +6,7 @@ import json
 import hydra
 from omegaconf import DictConfig
 
-from nmt.cli.common import config_dir, decode_settings
+from nmt.cli.common import config_dir, decode_settings, run_dir_list
 from nmt.cli.errors import precheck, user_errors
 from nmt.common import pick_device, setup_logging
 from nmt.evaluation.evaluate import evaluate_run
@@ -19,7 +19,8 @@ def run(cfg: DictConfig) -> None:
     setup_logging()
     with user_errors(PROG):
         decode = decode_settings(cfg)
-        result = evaluate_run(cfg.run_dir, cfg.split, cfg.checkpoint, decode, pick_device(cfg.device), cfg.data_root)
+        result = evaluate_run(run_dir_list(cfg.run_dir), cfg.split, cfg.checkpoint, decode, pick_device(cfg.device),
+                              cfg.data_root)
     print(json.dumps(result, indent=2))
 
 

@@ -7,13 +7,13 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from nmt.cli.common import config_dir, decode_settings
+from nmt.cli.common import config_dir, decode_settings, run_dir_list
 from nmt.cli.errors import precheck, user_errors
 from nmt.common import pick_device, setup_logging
 from nmt.data.corpus import numbered_stream, read_lines
 from nmt.decoding import nbest_lines, translate_lines
 from nmt.inspection.explorer import save_translation_explorer
-from nmt.runs.trained import load_trained
+from nmt.runs.trained import load_runs
 
 PROG = "nmt-translate"
 
@@ -40,7 +40,11 @@ def run(cfg: DictConfig) -> None:
 
 def translate(cfg: DictConfig) -> None:
     device = pick_device(cfg.device)
-    trained = load_trained(Path(cfg.run_dir), cfg.checkpoint, device)
+    run_dirs = run_dir_list(cfg.run_dir)
+    if not isinstance(run_dirs, str) and len(run_dirs) > 1 and (cfg.attention_png or cfg.explorer):
+        raise ValueError("attention_png= and explorer= draw one model's attention; an ensemble "
+                         f"(run_dir={cfg.run_dir}) has one map per model: pass a single run_dir for the maps")
+    trained = load_runs(run_dirs, cfg.checkpoint, device)
     decode = decode_settings(cfg)
     result = translate_lines(trained.model, trained.src_tok, trained.tgt_tok, read_input(cfg.input), decode, device)
     if cfg.attention_png is not None:

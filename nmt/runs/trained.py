@@ -8,9 +8,11 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from nmt.common import file_sha256
 from nmt.data.corpus import CorpusError
 from nmt.data.tokenizer import SubwordTokenizer
 from nmt.models.build import build_model, build_corpus
+from nmt.models.ensemble import Ensemble
 from nmt.models.seq2seq import Seq2Seq
 from nmt.runs import checkpoint as ckpt
 from nmt.runs.run_dir import RunDirError, rebase_data_root
@@ -76,6 +78,26 @@ def load_trained(run_dir: Path, which: str, device: torch.device, data_root: str
     model.load_state_dict(state["model"])
     step = state.get("step", state.get("progress", {}).get("step", 0))
     return TrainedRun(cfg, model.to(device).eval(), src_tok, tgt_tok, step)
+
+
+def load_runs(run_dirs, which: str, device: torch.device, data_root: str | None = None) -> TrainedRun:
+    """One run dir (a str or path): load_trained. A list of them: an ensemble (nmt.models.ensemble) of
+    their `which` checkpoints, whose steps average the models' probabilities. Its config, tokenizers and
+    corpus are the first run's; every run must share its sentencepiece models (the same ids mean the same
+    pieces), else RunDirError names the runs that differ."""
+    if isinstance(run_dirs, (str, Path)):
+        return load_trained(Path(run_dirs), which, device, data_root)
+    runs = [load_trained(Path(d), which, device, data_root) for d in run_dirs]
+    if len(runs) == 1:
+        return runs[0]
+    first = runs[0]
+    differ = [str(d) for d, r in zip(run_dirs[1:], runs[1:])
+              if any(file_sha256(a.model_path) != file_sha256(b.model_path)
+                     for a, b in ((r.src_tok, first.src_tok), (r.tgt_tok, first.tgt_tok)))]
+    if differ:
+        raise RunDirError(f"an ensemble needs runs with the same sentencepiece models; {', '.join(differ)} "
+                          f"differ from {run_dirs[0]}: ensemble runs trained on the same data and data.tokenizer")
+    return TrainedRun(first.cfg, Ensemble([r.model for r in runs]).eval(), first.src_tok, first.tgt_tok, first.step)
 
 
 def attention_label(model: dict) -> str:
