@@ -10,7 +10,7 @@ import pytest
 from helpers import compose_cfg
 from omegaconf import OmegaConf
 
-COMMANDS = ["train", "evaluate", "translate", "align", "explain", "score", "average"]
+COMMANDS = ["train", "evaluate", "translate", "align", "explain", "score", "average", "export"]
 
 
 def leaves(d: dict, prefix: str = ""):
@@ -58,7 +58,7 @@ def test_help_has_one_line_per_key(helps, command):
     assert unknown == [], f"nmt-{command} --help lists keys it does not accept: {unknown}"
 
 
-@pytest.mark.parametrize("command", ["evaluate", "translate", "align", "explain", "score", "average"])
+@pytest.mark.parametrize("command", ["evaluate", "translate", "align", "explain", "score", "average", "export"])
 def test_commands_on_a_run_do_not_offer_training_groups(helps, command):
     text = helps[command]
     assert "== Groups" not in text and not re.search(r"^(model|optim|trainer|data|logger)[:/]", text, re.M)
