@@ -22,7 +22,7 @@ from omegaconf import OmegaConf
 from nmt.attention.slot import Slot
 from nmt.cli.common import config_dir
 from nmt.common import pick_device, typed
-from nmt.decoding import DecodeSettings, nbest_lines, translate_lines
+from nmt.decoding import DecodeSettings, translate_lines
 from nmt.decoding.inspect import Probe, output_maps, to_probe
 from nmt.evaluation.score import score_lines
 from nmt.inspection.heatmaps import slot_labels
@@ -89,13 +89,6 @@ class Model:
             outputs, scores = [result.lines[result.decoded[k]]], [float(hyp.scores[k])]
         maps = self.attention(source, outputs[0]) if return_attention else None
         return Translation(source, outputs, scores, maps)
-
-    def nbest_lines(self, lines: list[str], **decode) -> list[str]:
-        """`index ||| text ||| score` lines, as nmt-translate writes them with decode.nbest > 1."""
-        settings = self.decode_settings(**decode)
-        t = self.trained
-        return nbest_lines(translate_lines(t.model, t.src_tok, t.tgt_tok, lines, settings, self.device),
-                           t.tgt_tok, len(lines))
 
     def score(self, sources: list[str], targets: list[str], chunk: int = 64) -> list[dict]:
         """Per pair: total and length-normalised log-probability of the target (+ eos) and the per-token

@@ -81,8 +81,8 @@ def build_spec(trained):
     spec = transformer_spec.TransformerSpec.from_config(
         (len(enc.layers), len(dec.layers)), cfg.encoder.self_attention.num_heads, pre_norm=True,
         alignment_layer=-1, alignment_heads=cfg.decoder.cross_attention.num_heads)  # return_attention: heads averaged
-    copy_embeddings(spec.encoder, enc, cfg.encoder)
-    copy_embeddings(spec.decoder, dec, cfg.decoder)
+    copy_embeddings(spec.encoder, enc)
+    copy_embeddings(spec.decoder, dec)
     for layer_spec, layer in zip(spec.encoder.layer, enc.layers):
         copy_self_attention(layer_spec.self_attention, layer.self_attention, layer.attn_block.norm)
         copy_ffn(layer_spec.ffn, layer.ff, layer.ff_block.norm)
@@ -99,7 +99,7 @@ def build_spec(trained):
     return spec
 
 
-def copy_embeddings(side_spec, part, cfg) -> None:
+def copy_embeddings(side_spec, part) -> None:
     embeddings = side_spec.embeddings[0] if isinstance(side_spec.embeddings, list) else side_spec.embeddings
     embeddings.weight = part.embed.weight.detach().numpy()
     side_spec.scale_embeddings = True  # nmt multiplies by sqrt(d_model) (Embeddings(scale=True))

@@ -39,7 +39,8 @@ class OptimSettings:
 def build_optimizer(model: nn.Module, s: OptimSettings, device: torch.device) -> torch.optim.Optimizer:
     """Adam/AdamW with the fused kernel (CUDA and CPU): one launch for all parameters, and it takes
     `optimizer.found_inf` on the device, so a non-finite step is skipped without a host sync (train_step).
-    On CPU it is also ~8x faster than the foreach kernel (50 steps of 0.5M parameters: 1.3 s vs 10.7 s)."""
+    On CPU it is also faster than the foreach kernel: 50 Adam steps over 0.5M parameters took 9 ms vs 63 ms
+    (median of 5, idle 2-core sandbox, torch 2.13.0+cpu, 2026-11-30)."""
     return OPTIMIZERS[s.name](model.parameters(), lr=s.lr, betas=tuple(s.betas), eps=s.eps,
                               weight_decay=s.weight_decay, fused=True)
 
