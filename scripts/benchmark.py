@@ -40,7 +40,7 @@ from nmt.decoding import DecodeSettings, translate_ids
 from nmt.models.build import build_model
 from nmt.models.seq2seq import Seq2Seq
 from nmt.training.optim import OptimSettings, build_optimizer
-from nmt.training.step import StepParts, train_step
+from nmt.training.step import CompiledNet, StepParts, train_step
 
 from bench_common import TINY, cpu_name, fmt, joey_speeds, loadavg, peak_flops_for, ratio  # scripts/, beside this file
 
@@ -154,9 +154,9 @@ def sync(device: torch.device) -> None:
 def step_parts(model: Seq2Seq, cfg, args, device: torch.device) -> StepParts:
     """The Trainer's step (nmt.training.step) for this model and the config's optimiser settings."""
     o = OptimSettings(**OmegaConf.to_container(cfg.optim, resolve=True))
-    net = torch.compile(model) if args.compile else model
+    net = CompiledNet(model) if args.compile else model  # as trainer.compile=true builds it
     return StepParts(net, model, build_optimizer(model, o, device), PAD_ID, o.label_smoothing, o.clip_grad_norm,
-                     args.amp, device, world=1)
+                     args.amp, device, world=1, compiled=args.compile)
 
 
 def time_training(model: Seq2Seq, cfg, batches: list[Batch], args, device: torch.device) -> dict:
@@ -261,7 +261,7 @@ def decode(model: Seq2Seq, src_ids: list[list[int]], beam: int, args, device: to
         settings = DecodeSettings(beam_size=beam, length_penalty=1.0, max_len_a=args.max_len_a,
                                   max_len_b=args.max_len_b, max_sentences=batch, nbest=1,
                                   max_input_tokens=max(map(len, src_ids)), sampling="none", topk=1, topp=1.0,
-                                  temperature=1.0, seed=0)
+                                  temperature=1.0, seed=0, compile=False)
         return translate_ids(LengthLimited(model, EOS_ID), src_ids, settings, pad_id=PAD_ID, bos_id=BOS_ID,
                              eos_id=EOS_ID, device=device)
 

@@ -8,6 +8,7 @@ import torch
 
 from nmt.data.batching import Batch, collate
 from nmt.decoding.beam import beam_search
+from nmt.decoding.compiled import CompiledSteps
 from nmt.decoding.greedy import Hypotheses, greedy_decode
 from nmt.decoding.sampling import SAMPLINGS, sample_decode
 from nmt.models.seq2seq import Seq2Seq
@@ -30,6 +31,7 @@ class DecodeSettings:
     topp: float             # sampling=topp: among the fewest most probable tokens whose mass reaches p
     temperature: float      # sampling: logits / temperature before the top-k / top-p cut
     seed: int               # sampling: seed of the decode's own torch.Generator
+    compile: bool           # torch.compile the decoder step (nmt.decoding.compiled)
 
     def __post_init__(self):
         for key in ("beam_size", "max_sentences", "max_input_tokens", "topk"):
@@ -72,6 +74,7 @@ def translate_ids(model: Seq2Seq, src_ids: list[list[int]], settings: DecodeSett
     scores = torch.zeros(len(src_ids))
     nbest_scores = torch.zeros(len(src_ids), settings.nbest)
     model.eval()
+    model = CompiledSteps(model) if settings.compile else model
     generator = None if settings.sampling == "none" else torch.Generator(device).manual_seed(settings.seed)
     for start in range(0, len(order), settings.max_sentences):
         idx = order[start: start + settings.max_sentences]

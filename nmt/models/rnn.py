@@ -22,6 +22,18 @@ def unpack(packed, total_length: int) -> Tensor:
     return padded.index_select(0, packed.unsorted_indices)
 
 
+@torch.compiler.disable(reason="packed sequences: the lengths are read on the host and "
+                        "_pad_packed_sequence has no fake-tensor kernel")
+def _packed_rnn(rnn: nn.RNNBase, x: Tensor, lengths: Tensor):
+    """A bidirectional RNN over the real tokens only: x (B, S, E), lengths (B,) -> memory (B, S, 2H) (zeros on
+    padding), final states (2L, B, H) (an LSTM: a pair). Run eagerly under torch.compile (see the reason)."""
+    # packing needs the lengths on the host: the one host read of a training step (tests/training/test_syncs.py)
+    packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+    zeros = x.new_zeros(2 * rnn.num_layers, x.size(0), rnn.hidden_size)  # (2L, B, H)
+    out, final = rnn(packed, (zeros, zeros) if isinstance(rnn, nn.LSTM) else zeros)  # given h0:
+    return unpack(out, x.size(1)), final  # no int(batch_sizes[0]) inside the RNN   (B, S, 2H)
+
+
 def _rnn(cell: str, input_size: int, hidden_size: int, num_layers: int, dropout: float,
          bidirectional: bool) -> nn.RNNBase:
     if cell not in CELLS:
@@ -48,11 +60,7 @@ class RNNEncoder(nn.Module):
     def forward(self, src: Tensor, src_lengths: Tensor, need_weights: bool = False) -> EncoderOutput:
         """src (B, S), src_lengths (B,) -> memory (B, S, 2H), final (B, L, 2H or 4H for LSTM)."""
         x = self.dropout(self.embed(src))  # (B, S, E)
-        # packing needs the lengths on the host: the one host read of a training step (tests/training/test_syncs.py)
-        packed = pack_padded_sequence(x, src_lengths.cpu(), batch_first=True, enforce_sorted=False)
-        zeros = x.new_zeros(2 * self.rnn.num_layers, src.size(0), self.rnn.hidden_size)  # (2L, B, H)
-        out, final = self.rnn(packed, (zeros, zeros) if isinstance(self.rnn, nn.LSTM) else zeros)  # given h0:
-        memory = unpack(out, src.size(1))  # no int(batch_sizes[0]) inside the RNN   (B, S, 2H)
+        memory, final = _packed_rnn(self.rnn, x, src_lengths)  # (B, S, 2H), (2L, B, H) [x2 for LSTM]
         states = final if isinstance(final, tuple) else (final,)
         # each (L*2, B, H) -> (L, 2, B, H) -> (B, L, 2, H) -> (B, L, 2H): both directions side by side
         parts = [s.view(self.rnn.num_layers, 2, s.size(1), s.size(2)).permute(2, 0, 1, 3)
@@ -82,6 +90,9 @@ class RNNDecoder(nn.Module):
         # decoder inputs the attention query of a step has not read yet: Bahdanau attends with s_{t-1}
         # (it has not consumed y_{t-1}), Luong with h_t (it has); read by nmt.alignment's shift
         self.query_lag = 1 if flow == "bahdanau" else 0
+        # a Python loop over the target positions (torch.compile unrolls it: one graph per target length; the
+        # training step pads the target to buckets then, nmt.training.step.compile_batch)
+        self.unrolls_target = not (flow == "luong" and not self.input_feeding)
         extra = enc_dim if flow == "bahdanau" else (hidden_size if self.input_feeding else 0)
         self.embed = Embeddings(vocab_size, emb_size, pad_id, scale=False)
         self.rnn = _rnn(cell, emb_size + extra, hidden_size, num_layers, dropout, bidirectional=False)

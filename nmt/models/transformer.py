@@ -183,6 +183,7 @@ class TransformerDecoder(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.output_dim = d_model
         self.query_lag = 0  # the query of step t has read the decoder input of step t (RNNDecoder.query_lag)
+        self.unrolls_target = False  # all target positions at once: no loop (RNNDecoder.unrolls_target)
 
     def attention_modules(self) -> dict[Slot, nn.Module]:
         slots = {}

@@ -2,13 +2,21 @@
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from nmt.data.batching import Batch
 from nmt.training.loss import label_smoothed_loss
+
+# torch.compile: a decoder that loops over the target in Python (the RNN step decoder) is unrolled into one
+# graph per target length, so under compile its batches are padded to a multiple of this many target positions:
+# recompiles are bounded by the number of such length buckets (13 for data.max_len 100). Every other dimension
+# (batch, source and, for a Transformer, target length) is marked dynamic: one graph serves all sizes.
+TARGET_BUCKET = 8
+RECOMPILE_LIMIT = 32  # per code object; dynamo's default of 8 would fall back to eager after 8 buckets
 
 
 @dataclass
@@ -24,6 +32,7 @@ class StepParts:
     amp: bool               # bf16 autocast
     device: torch.device
     world: int              # DDP ranks (1 = single process)
+    compiled: bool = False  # net is a CompiledNet: batches are bucketed and marked dynamic (compile_batch)
 
 
 def train_step(parts: StepParts, micro: list[Batch], total: int) -> dict[str, Tensor | bool]:
@@ -42,6 +51,8 @@ def train_step(parts: StepParts, micro: list[Batch], total: int) -> dict[str, Te
     loss_sum = nll_sum = torch.zeros((), device=parts.device)
     for i, b in enumerate(micro):
         b = b.to(parts.device, non_blocking=True)
+        if parts.compiled:
+            b = compile_batch(b, parts.pad_id, parts.model.decoder.unrolls_target)
         sync = parts.world == 1 or i == len(micro) - 1  # all-reduce once per step
         with torch.autocast(parts.device.type, dtype=torch.bfloat16, enabled=parts.amp), \
                 (contextlib.nullcontext() if sync else parts.net.no_sync()):
@@ -58,3 +69,41 @@ def train_step(parts: StepParts, micro: list[Batch], total: int) -> dict[str, Te
         parts.optimizer.step()
     parts.optimizer.zero_grad(set_to_none=True)
     return {"loss_sum": loss_sum, "nll_sum": nll_sum, "grad_norm": norm, "applied": applied}
+
+
+class CompiledNet(nn.Module):
+    """torch.compile(net) called under the dynamo settings this project's models need: LSTM/GRU modules traced
+    (dynamo's allow_rnn; otherwise every RNN decoder step is a graph break) and room for one graph per target
+    bucket (RECOMPILE_LIMIT). The compiled module is built once; state stays in `net` (nothing is copied)."""
+
+    def __init__(self, net: nn.Module, backend: str = "inductor"):
+        super().__init__()
+        self.compiled = torch.compile(net, backend=backend)
+
+    def forward(self, *args, **kwargs):
+        with torch._dynamo.config.patch(allow_rnn=True, recompile_limit=RECOMPILE_LIMIT):
+            return self.compiled(*args, **kwargs)
+
+    def no_sync(self):
+        """DDP's no_sync of the wrapped module (gradient accumulation)."""
+        return self.compiled.no_sync()
+
+
+def compile_batch(b: Batch, pad_id: int, unrolls_target: bool) -> Batch:
+    """The batch as the compiled net sees it: the target padded to a multiple of TARGET_BUCKET when the
+    decoder unrolls a loop over it (pad labels add nothing to the loss), and batch, source and (otherwise)
+    target lengths marked dynamic, so that one graph serves them all."""
+    src, tgt_in, tgt_out = b.src, b.tgt_in, b.tgt_out  # (B, S), (B, T)
+    if src.size(1) == 1:  # dynamo specialises sizes 0 and 1: a one-token source gets a pad key (masked)
+        src = F.pad(src, (0, 1), value=pad_id)  # (B, 2)
+    if unrolls_target:
+        extra = -tgt_in.size(1) % TARGET_BUCKET
+        tgt_in, tgt_out = (F.pad(t, (0, extra), value=pad_id) for t in (tgt_in, tgt_out))  # (B, T + extra)
+    b = replace(b, src=src, tgt_in=tgt_in, tgt_out=tgt_out)
+    for t in (b.src, b.src_lengths, b.tgt_in, b.tgt_out):
+        torch._dynamo.maybe_mark_dynamic(t, 0)  # B
+    torch._dynamo.maybe_mark_dynamic(b.src, 1)  # S
+    if not unrolls_target:
+        for t in (b.tgt_in, b.tgt_out):
+            torch._dynamo.maybe_mark_dynamic(t, 1)  # T
+    return b

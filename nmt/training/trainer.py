@@ -23,7 +23,7 @@ from nmt.runs import checkpoint as ckpt
 from nmt.training.distributed import DistInfo
 from nmt.training.loss import label_smoothed_loss, perplexity
 from nmt.training.optim import OptimSettings, Scheduler, build_optimizer
-from nmt.training.step import StepParts, train_step
+from nmt.training.step import CompiledNet, StepParts, train_step
 
 log = logging.getLogger(__name__)
 
@@ -131,12 +131,13 @@ class Trainer:
         self.dist, self.device = parts.dist, parts.device
         net = (torch.nn.parallel.DistributedDataParallel(self.model, device_ids=[self.device.index]
                if self.device.index is not None else None) if self.dist.world > 1 else self.model)
-        if settings.compile:  # optional: helps Transformers on GPU; RNN step loops compile poorly
-            net = torch.compile(net)
+        if settings.compile:  # docs/benchmark.md "Compile": graph breaks, recompile bound, CPU speed
+            net = CompiledNet(net)
         self.optimizer = build_optimizer(self.model, optim, self.device)
         self.scheduler = Scheduler(self.optimizer, optim)
         self.step_parts = StepParts(net, self.model, self.optimizer, parts.tgt_tok.pad_id, optim.label_smoothing,
-                                    optim.clip_grad_norm, settings.amp, self.device, self.dist.world)
+                                    optim.clip_grad_norm, settings.amp, self.device, self.dist.world,
+                                    compiled=settings.compile)
         self.progress = Progress()
         self.window: list[dict] = []  # step results since the last log line
         self.train_summary = ""  # "loss .. ppl .. lr .. tok/s" of the last log_train, shown on validation lines
