@@ -56,7 +56,7 @@ class Model:
     @property
     def config(self) -> dict:
         """The run's resolved config.yaml as plain data."""
-        return OmegaConf.to_container(self.trained.cfg, resolve=True)
+        return self.trained.config.values
 
     def decode_settings(self, **overrides) -> DecodeSettings:
         """configs/decode/default.yaml with `overrides` (e.g. beam_size=1, sampling="topk"), type-checked."""

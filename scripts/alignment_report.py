@@ -18,7 +18,6 @@ from pathlib import Path
 
 import torch
 from hydra import compose, initialize_config_dir
-from omegaconf import OmegaConf
 
 from nmt.alignment.explain import TAU_COLUMNS, ExplainSettings, explain, explain_markdown
 from nmt.alignment.extract import AlignSettings, is_cross, last_selection
@@ -90,7 +89,7 @@ def main(argv: list[str]) -> None:
         src, ref = split_pairs(trained, "valid", args.sentences)
         result = explain(trained.model, trained.src_tok.encode(src), ref, trained.tgt_tok, settings, decode, device)
         write_json(run_dir / "alignment.json", {"gold": str(args.gold), "selections": scores, "explain": result})
-        label = attention_label(OmegaConf.to_container(trained.cfg.model, resolve=True))
+        label = attention_label(trained.config.model)
         summary.append(summary_row(run_dir, label, scores, result))
         details += [scores_markdown(scores, f"{run_dir.name} ({label})"), explain_markdown(result, settings.counterfactuals)]
         print(f"{run_dir}: AER {summary[-1]}", file=sys.stderr)

@@ -26,6 +26,14 @@ def compose_cfg(overrides: list[str], name: str = "train"):
         return compose(config_name=name, overrides=overrides)
 
 
+def train(cfg, callbacks=()):
+    """What nmt-train does with a composed config: typed settings once (nmt.cli.train.run_settings), then
+    nmt.training.session.train."""
+    from nmt.cli.train import run_settings
+    from nmt.training import session
+    return session.train(run_settings(cfg), callbacks)
+
+
 def tiny_model(overrides: list[str], src_vocab: int = 30, tgt_vocab: int = 30, base=TINY_RNN):
     cfg = compose_cfg(["trainer=cpu", *base, *overrides], "train")
     return build_model(cfg.model, src_vocab, tgt_vocab, PAD)

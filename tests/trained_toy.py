@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 from helpers import toy_cfg
 
-from nmt.training.session import train
+from helpers import train
 
 COPY_TASK = ["data.corpus.task=copy", "data.corpus.size=2000", "data.corpus.vocab=8", "data.corpus.max_len=6",
              "model.encoder.hidden_size=32", "model.decoder.hidden_size=32", "optim.schedule=constant",

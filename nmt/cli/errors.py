@@ -22,10 +22,11 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from nmt.cli.common import config_dir, decode_settings, job, register_resolvers
+from nmt.cli.resume import flat_leaves
 from nmt.common import setup_logging
 from nmt.data.corpus import CorpusError
 from nmt.runs.checkpoint import CheckpointError
-from nmt.runs.run_dir import RunDirError, flat_leaves
+from nmt.runs.run_dir import RunDirError
 from nmt.training.session import EvaluationInterrupted
 
 # Raised while a command runs: the user's doing (files, run dirs, data), never a bug of ours.

@@ -21,9 +21,16 @@ from omegaconf import DictConfig, OmegaConf
 
 from nmt.cli.common import config_dir, default_trainer_override, register_resolvers
 from nmt.cli.errors import CONFIG_ERRORS, UserError, compose_checked, hydra_flags, newest_runs, user_errors
-from nmt.runs.run_dir import check_run_dir, check_unlocked, resume_config, run_lock
-from nmt.training.session import check_config, train
-from nmt.training.trainer import Callbacks
+from nmt.cli.resume import resume_config
+from nmt.common import typed
+from nmt.decoding import DecodeSettings
+from nmt.models.build import build_corpus, build_model, check_labels
+from nmt.runs.config import RunConfig
+from nmt.runs.run_dir import check_run_dir, check_unlocked, run_lock
+from nmt.tracking import ProbeSettings
+from nmt.training.optim import OptimSettings
+from nmt.training.session import RunSettings, train
+from nmt.training.trainer import Callbacks, TrainSettings
 
 PROG = "nmt-train"
 
@@ -33,7 +40,7 @@ def resuming(args: list[str]) -> bool:
 
 
 def resumed(given: DictConfig, overrides: list[str]) -> DictConfig:
-    """The run's stored config.yaml with the overrides given now (nmt.runs.run_dir.resume_config)."""
+    """The run's stored config.yaml with the overrides given now (nmt.cli.resume.resume_config)."""
     if given.run_dir is None:
         raise UserError(f"trainer.resume=true needs run_dir=<the run to continue>{newest_runs()}")
     stored = Path(given.run_dir) / "config.yaml"
@@ -44,12 +51,32 @@ def resumed(given: DictConfig, overrides: list[str]) -> DictConfig:
     return resume_config(OmegaConf.load(stored), compose_checked("train", []), given, named)
 
 
+def run_settings(cfg: DictConfig) -> RunSettings:
+    """The composed config as the typed settings the library takes, every group validated before any data is
+    read: a bad value raises ValueError naming the key, the value and the valid choices. The model is built
+    once with an 8-token vocabulary (on the meta device it would be free of memory, but its first use imports
+    torch's meta kernels: ~10 s). Data paths become absolute, so the stored config works from any directory."""
+    def group(name: str) -> dict:
+        return OmegaConf.to_container(cfg[name], resolve=True)
+    config = RunConfig(OmegaConf.to_container(cfg, resolve=True))
+    config = config.with_data(config.data.absolute())
+    probes = {k: v for k, v in group("logger").items() if k in ProbeSettings.__dataclass_fields__}
+    settings = RunSettings(typed(TrainSettings, "trainer", group("trainer")), typed(OptimSettings, "optim", group("optim")),
+                           typed(DecodeSettings, "decode", group("decode")), typed(ProbeSettings, "logger", probes),
+                           config, None if cfg.run_dir is None else Path(cfg.run_dir),
+                           bool(cfg.logger.tensorboard), bool(cfg.logger.progress_bar))
+    check_labels(config.model)
+    build_model(config.model, 8, 8, 0)
+    build_corpus(config.data.corpus)  # corpus arguments; no file is opened until load()
+    return settings
+
+
 def prepare(args: list[str]) -> DictConfig:
     """Compose, resume, check every value and the run dir; nothing is written."""
     cfg = compose_checked("train", args)
     if cfg.trainer.resume:
         cfg = resumed(cfg, args)
-    check_config(cfg)
+    run_settings(cfg)
     if cfg.run_dir is not None:
         if main_rank():
             check_unlocked(Path(cfg.run_dir))
@@ -70,7 +97,7 @@ def run_hydra(prepared: DictConfig | None, callbacks: Sequence[Callbacks]) -> No
         if cfg.run_dir is None:  # outputs/<date>/<time>, or a multirun job's sweep subdirectory
             cfg.run_dir = HydraConfig.get().runtime.output_dir
         with user_errors(PROG):
-            metrics = train(cfg, callbacks)
+            metrics = train(run_settings(cfg), callbacks)
         return metrics.get("valid", {}).get("bleu", 0.0)
     task()
 

@@ -35,8 +35,8 @@ def pick_baseline(runs: list[Run], name: str | None) -> Run:
     if name is None:
         return runs[0]
     exact = [r for r in runs if r.name == name]
-    found = exact or [r for r in runs if name in r.name or name in attention_label(r.cfg["model"])]
-    if len(found) > 1 and len({config_key(r.cfg) for r in found}) == 1:
+    found = exact or [r for r in runs if name in r.name or name in attention_label(r.config.model)]
+    if len(found) > 1 and len({config_key(r.config.values) for r in found}) == 1:
         return found[0]  # the seeds of one config: its group is the baseline group
     if len(found) != 1:
         raise CompareError(f"--baseline {name!r} matches {len(found)} runs; runs: {', '.join(r.name for r in runs)}")

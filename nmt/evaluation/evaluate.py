@@ -24,7 +24,7 @@ def evaluate_run(run_dir: Path | list, split: str, checkpoint: str, decode: Deco
     trained = load_runs(run_dir, checkpoint, device, data_root)
     runs = [run_dir] if isinstance(run_dir, (str, Path)) else list(run_dir)
     run_dir = Path(runs[0])
-    split_name = trained.cfg.data.splits.get(split, split)
+    split_name = trained.config.data.split_name(split)
     ds = trained.load_split(split)
     texts, _ = decode_texts(trained.model, trained.src_tok.encode(ds["src"]), trained.tgt_tok, decode, device)
     scores = corpus_scores(texts, ds["tgt"])

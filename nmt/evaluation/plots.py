@@ -21,7 +21,7 @@ def plot_val_bleu(runs: list[Run], path: Path) -> None:
     by_step, by_time = fig.subplots(1, 2)
     for r in runs:
         hist = r.metrics.get("history", [])
-        label = f"{r.name} ({attention_label(r.cfg['model'])})"
+        label = f"{r.name} ({attention_label(r.config.model)})"
         by_step.plot([h["step"] for h in hist], [h["bleu"] for h in hist], marker=".", label=label)
         by_time.plot([h["elapsed_s"] / 60 for h in hist], [h["bleu"] for h in hist], marker=".", label=label)
     for ax, xlabel in ((by_step, "step"), (by_time, "wall-clock minutes (validation included)")):
@@ -46,7 +46,7 @@ def plot_side_by_side(runs: list[Run], probe: int, path: Path) -> bool:
             continue
         p = Probe(**probes[probe])
         slot = max((s for s in p.maps if s.is_cross), key=lambda s: s.depth)  # "cross", or the last dec.<i>.cross
-        panels.append((f"{r.name}\n{attention_label(r.cfg['model'])}\n{slot}", p, slot))
+        panels.append((f"{r.name}\n{attention_label(r.config.model)}\n{slot}", p, slot))
     if panels:
         save_figure(side_by_side_figure(panels), path)
     return bool(panels)

@@ -42,7 +42,7 @@ class SeedGroup:
 
     @property
     def seeds(self) -> list:
-        return [r.cfg.get("seed") for r in self.runs]
+        return [r.config.seed for r in self.runs]
 
 
 def config_key(cfg: dict) -> str:
@@ -54,7 +54,7 @@ def group_by_seed(runs: list) -> list[SeedGroup]:
     """Runs whose configs are equal but for `seed` (and run_dir), in order of first appearance."""
     groups: dict[str, SeedGroup] = {}
     for r in runs:
-        groups.setdefault(config_key(r.cfg), SeedGroup(config_key(r.cfg))).runs.append(r)
+        groups.setdefault(config_key(r.config.values), SeedGroup(config_key(r.config.values))).runs.append(r)
     for g in groups.values():
         if len(set(map(str, g.seeds))) < len(g.runs):
             log.warning("runs %s share a config and a seed: repeated runs, counted as separate seeds",
@@ -158,16 +158,16 @@ def _flat(cfg: dict, prefix: str = "") -> dict[str, str]:
 
 def group_names(groups: list[SeedGroup]) -> list[str]:
     """The attention label of each group, plus the config values that tell apart groups sharing one."""
-    labels = [attention_label(g.runs[0].cfg["model"]) for g in groups]
+    labels = [attention_label(g.runs[0].config.model) for g in groups]
     names = []
     for g, label in zip(groups, labels):
         same = [h for h, other in zip(groups, labels) if other == label]
         if len(same) == 1:
             names.append(label)
             continue
-        flats = [_flat(h.runs[0].cfg) for h in same]
+        flats = [_flat(h.runs[0].config.values) for h in same]
         differ = sorted(k for k in set().union(*flats) if len({f.get(k) for f in flats}) > 1)
-        mine = _flat(g.runs[0].cfg)
+        mine = _flat(g.runs[0].config.values)
         names.append(f"{label} ({', '.join(f'{k}={mine.get(k)}' for k in differ)})")
     return names
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 
-from omegaconf import OmegaConf
 
 from nmt.models.build import build_corpus
 from nmt.runs.sweep import Run
@@ -19,8 +18,8 @@ def references(run: Run) -> list[str] | None:
     if ref.is_file():
         return ref.read_text(encoding="utf-8").splitlines()
     try:
-        data = OmegaConf.create(run.cfg["data"])
-        return list(build_corpus(data.corpus).load(data.splits.test)["tgt"])
+        data = run.config.data
+        return list(build_corpus(data.corpus).load(data.split_name("test"))["tgt"])
     except Exception as e:  # noqa: BLE001 - any failure only costs the significance column
         log.warning("%s: no test.ref.txt and the test split could not be loaded (%s)", run.name, e)
         return None

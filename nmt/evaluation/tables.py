@@ -33,7 +33,7 @@ def table(runs: list[Run], p_values: dict[str, float]) -> list[dict]:
     """One row per run: the COLUMNS, read from each run's metrics.json (None when absent)."""
     rows = []
     for r in runs:
-        row = {"run": r.name, "attention": attention_label(r.cfg["model"])}
+        row = {"run": r.name, "attention": attention_label(r.config.model)}
         for col, (path, _) in COLUMNS.items():
             if path is not None:
                 row[col] = metric(r, path)

@@ -23,9 +23,14 @@ def _instantiate(node: dict, **kwargs) -> nn.Module:
         raise
 
 
-def build_corpus(cfg: DictConfig):
+def as_node(cfg: dict | DictConfig) -> DictConfig:
+    """A config node (a plain dict from nmt.runs.config, or a DictConfig in tests) as a DictConfig."""
+    return cfg if isinstance(cfg, DictConfig) else OmegaConf.create(cfg)
+
+
+def build_corpus(cfg: dict | DictConfig):
     """A corpus from its config node (`_target_` + arguments); no file is opened until `.load(split)`."""
-    return _instantiate(cfg)
+    return _instantiate(as_node(cfg))
 
 
 def build_attention(cfg: DictConfig, query_dim: int, key_dim: int) -> nn.Module:
@@ -65,11 +70,11 @@ def attention_configs(cfg: DictConfig) -> dict[str, DictConfig]:
     return found
 
 
-def check_labels(cfg: DictConfig) -> None:
+def check_labels(cfg: dict | DictConfig) -> None:
     """A new run's attention configs must carry the `label` that names them in nmt-compare/TensorBoard."""
-    for key, node in attention_configs(cfg).items():
-        if not node.get("label"):
-            raise ValueError(f"{key} ({node.get('_target_')}) has no `label`: add one to its YAML, e.g. "
+    for key, attention in attention_configs(as_node(cfg)).items():
+        if not attention.get("label"):
+            raise ValueError(f"{key} ({attention.get('_target_')}) has no `label`: add one to its YAML, e.g. "
                              "`label: global-${.score}/${.flow}`")
 
 
@@ -83,8 +88,9 @@ def check_rnn_depths(cfg: DictConfig, encoder: nn.Module) -> None:
                          "set model.encoder.num_layers >= model.decoder.num_layers")
 
 
-def build_model(cfg: DictConfig, src_vocab: int, tgt_vocab: int, pad_id: int) -> Seq2Seq:
+def build_model(cfg: dict | DictConfig, src_vocab: int, tgt_vocab: int, pad_id: int) -> Seq2Seq:
     """cfg = the `model` node. Raises ValueError with the valid options on a bad config."""
+    cfg = as_node(cfg)
     if cfg.family not in FAMILIES:
         raise ValueError(f"model.family must be one of {FAMILIES}, got {cfg.family!r}")
     encoder = build_part(cfg.encoder, "model.encoder", src_vocab, pad_id)

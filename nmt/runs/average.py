@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from omegaconf import OmegaConf
 
 from nmt.runs import checkpoint as ckpt
+from nmt.runs.config import RunConfig
 from nmt.runs.run_dir import RunDirError
 
 log = logging.getLogger(__name__)
@@ -58,8 +58,7 @@ def newest_states(run_dir: Path, n: int) -> list[tuple[Path, dict]]:
 
 def _keep_last(run_dir: Path) -> str:
     """trainer.keep_last from the run's config.yaml, for the refusal message."""
-    cfg = OmegaConf.load(run_dir / "config.yaml")
-    return f"trainer.keep_last={OmegaConf.select(cfg, 'trainer.keep_last', default='?')}"
+    return f"trainer.keep_last={RunConfig.load(run_dir / 'config.yaml').values.get('trainer', {}).get('keep_last', '?')}"
 
 
 def check_same_model(states: list[tuple[Path, dict]]) -> None:
@@ -69,7 +68,7 @@ def check_same_model(states: list[tuple[Path, dict]]) -> None:
     for path, state in rest:
         meta, ref = state["meta"], first["meta"]
         diffs = [f"{k}: {path.name} {_short(meta.get(k))} vs {newest.name} {_short(ref.get(k))}"
-                 for k in sorted(set(meta) | set(ref)) if meta.get(k) != ref.get(k)]
+                 for k in ckpt.meta_differs(meta, ref)]
         if set(state["model"]) != set(first["model"]):
             diffs.append(f"parameters: {sorted(set(state['model']) ^ set(first['model']))}")
         if diffs:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import yaml
 
 from nmt.common import atomic_write
 
@@ -17,6 +18,15 @@ STEP_RE = re.compile(r"step_(\d+)\.pt$")
 
 class CheckpointError(RuntimeError):
     """A checkpoint that cannot be used (corrupt, unsafe, or from another model)."""
+
+
+def meta_differs(saved: dict, current: dict) -> list[str]:
+    """The keys where two checkpoint metas (nmt.runs.run_dir.run_meta) differ; the model node (YAML text) is
+    compared parsed, so checkpoints written by another YAML writer still match."""
+    def value(meta: dict, key: str):
+        v = meta.get(key)
+        return yaml.safe_load(v) if key == "model" and isinstance(v, str) else v
+    return [k for k in sorted(set(saved) | set(current)) if value(saved, k) != value(current, k)]
 
 
 def rng_state() -> dict:

@@ -47,21 +47,21 @@ class ExportJob:
             raise ValueError(f"quantization={self.quantization!r} must be one of {', '.join(QUANTIZATIONS)}")
 
 
-def check_exportable(cfg) -> None:
-    """Refuse what CTranslate2's TransformerSpec cannot express, naming it and what works instead."""
-    model = cfg.model
+def check_exportable(model: dict) -> None:
+    """Refuse what CTranslate2's TransformerSpec cannot express (`model`: the run's model node), naming it and
+    what works instead."""
     why = None
-    if model.family != "transformer":
-        why = f"model.family={model.family} (CTranslate2 runs Transformer encoder-decoders only)"
+    if model["family"] != "transformer":
+        why = f"model.family={model['family']} (CTranslate2 runs Transformer encoder-decoders only)"
     else:
         for side, slots in (("encoder", ("self_attention",)), ("decoder", ("self_attention", "cross_attention"))):
             part = model[side]
-            if not part.pre_norm:
+            if not part["pre_norm"]:
                 why = f"model.{side}.pre_norm=false (post-norm)"
             for slot in slots:
                 a = part[slot]
-                if a.score != "scaled_dot" or a.window == "local":
-                    why = f"model.{side}.{slot}: score={a.score}, window={a.window} (needs scaled_dot, no sliding window)"
+                if a["score"] != "scaled_dot" or a.get("window") == "local":
+                    why = f"model.{side}.{slot}: score={a['score']}, window={a.get('window')} (needs scaled_dot, no sliding window)"
     if why is not None:
         raise RunDirError(f"this run cannot be exported to CTranslate2: {why}. It runs with nmt-translate and "
                           "the Python API (nmt.load); export a model=transformer run with the default attention")
@@ -76,11 +76,11 @@ def sinusoid_table(d_model: int, n: int) -> torch.Tensor:
 def build_spec(trained):
     """The TransformerSpec of a loaded run, every weight copied."""
     from ctranslate2.specs import transformer_spec
-    m, cfg = trained.model, trained.cfg.model
+    m, cfg = trained.model, trained.config.model
     enc, dec = m.encoder, m.decoder
     spec = transformer_spec.TransformerSpec.from_config(
-        (len(enc.layers), len(dec.layers)), cfg.encoder.self_attention.num_heads, pre_norm=True,
-        alignment_layer=-1, alignment_heads=cfg.decoder.cross_attention.num_heads)  # return_attention: heads averaged
+        (len(enc.layers), len(dec.layers)), cfg["encoder"]["self_attention"]["num_heads"], pre_norm=True,
+        alignment_layer=-1, alignment_heads=cfg["decoder"]["cross_attention"]["num_heads"])  # return_attention: heads averaged
     copy_embeddings(spec.encoder, enc)
     copy_embeddings(spec.decoder, dec)
     for layer_spec, layer in zip(spec.encoder.layer, enc.layers):
@@ -148,7 +148,7 @@ def export_run(job: ExportJob) -> Path:
     if out.exists() and any(out.iterdir()):
         raise RunDirError(f"out={out} exists and is not empty; choose a new directory")
     trained = load_trained(Path(job.run_dir), job.checkpoint, pick_device("cpu"))
-    check_exportable(trained.cfg)
+    check_exportable(trained.config.model)
     spec = build_spec(trained)
 
     class NmtConverter(Converter):

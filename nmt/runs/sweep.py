@@ -8,7 +8,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from omegaconf import OmegaConf
+from nmt.runs.config import RunConfig
 
 log = logging.getLogger("nmt.compare")
 
@@ -18,7 +18,7 @@ class Run:
     name: str           # path below the sweep directory, e.g. "2_local_p"
     path: Path
     metrics: dict
-    cfg: dict
+    config: RunConfig   # its resolved config.yaml
 
 
 def natural_key(name: str) -> list:
@@ -34,8 +34,8 @@ def find_runs(sweep: Path) -> list[Run]:
         if not (run_dir / "config.yaml").is_file():
             log.warning("skipping %s: no config.yaml next to metrics.json", run_dir)
             continue
-        cfg = OmegaConf.to_container(OmegaConf.load(run_dir / "config.yaml"))
-        runs.append(Run(run_dir.relative_to(sweep).as_posix(), run_dir, json.loads(metrics.read_text()), cfg))
+        config = RunConfig.load(run_dir / "config.yaml")
+        runs.append(Run(run_dir.relative_to(sweep).as_posix(), run_dir, json.loads(metrics.read_text()), config))
     return sorted(runs, key=lambda r: natural_key(r.name))
 
 

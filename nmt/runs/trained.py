@@ -6,7 +6,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from omegaconf import DictConfig, OmegaConf
 
 from nmt.common import file_sha256
 from nmt.data.corpus import CorpusError
@@ -15,12 +14,13 @@ from nmt.models.build import build_model, build_corpus
 from nmt.models.ensemble import Ensemble
 from nmt.models.seq2seq import Seq2Seq
 from nmt.runs import checkpoint as ckpt
-from nmt.runs.run_dir import RunDirError, rebase_data_root
+from nmt.runs.config import RunConfig
+from nmt.runs.run_dir import RunDirError
 
 
 @dataclass
 class TrainedRun:
-    cfg: DictConfig          # the run's resolved config.yaml (data paths absolute, or moved by data_root)
+    config: RunConfig        # the run's resolved config.yaml (data paths absolute, or moved by data_root)
     model: Seq2Seq
     src_tok: SubwordTokenizer
     tgt_tok: SubwordTokenizer
@@ -29,9 +29,9 @@ class TrainedRun:
     def load_split(self, split: str):
         """The run's corpus split `split` (a key of data.splits, or a corpus split name) as a datasets.Dataset
         with columns src, tgt. A missing corpus names the fix that works for every tool: data_root=."""
-        data = self.cfg.data
+        data = self.config.data
         try:
-            return build_corpus(data.corpus).load(data.splits.get(split, split))
+            return build_corpus(data.corpus).load(data.split_name(split))
         except CorpusError as e:  # the corpus's own hint names nmt-train's keys (data.root, NMT_DATA_DIR)
             raise CorpusError(f"{str(e).split('; set data.root=')[0]}\n  the run reads its corpus from "
                               f"data.root={data.root}; pass data_root=<the directory that holds it>") from e
@@ -62,9 +62,9 @@ def load_trained(run_dir: Path, which: str, device: torch.device, data_root: str
     if not (run_dir / "config.yaml").is_file():
         raise RunDirError(f"run_dir={run_dir} is not a run directory (no config.yaml); pass the directory "
                           "nmt-train wrote (outputs/<date>/<time>, or the run_dir= you gave it)")
-    cfg = OmegaConf.load(run_dir / "config.yaml")
+    config = RunConfig.load(run_dir / "config.yaml")
     if data_root is not None:
-        rebase_data_root(cfg.data, data_root)
+        config = config.with_data(config.data.rebased(data_root))
     src_tok = SubwordTokenizer.load(str(run_dir / "tokenizer" / "src.model"))
     tgt_tok = SubwordTokenizer.load(str(run_dir / "tokenizer" / "tgt.model"))
     if which == "last":
@@ -74,10 +74,10 @@ def load_trained(run_dir: Path, which: str, device: torch.device, data_root: str
         state = found[1]
     else:
         state = ckpt.load(checkpoint_path(run_dir, which))
-    model = build_model(cfg.model, len(src_tok), len(tgt_tok), tgt_tok.pad_id)
+    model = build_model(config.model, len(src_tok), len(tgt_tok), tgt_tok.pad_id)
     model.load_state_dict(state["model"])
     step = state.get("step", state.get("progress", {}).get("step", 0))
-    return TrainedRun(cfg, model.to(device).eval(), src_tok, tgt_tok, step)
+    return TrainedRun(config, model.to(device).eval(), src_tok, tgt_tok, step)
 
 
 def load_runs(run_dirs, which: str, device: torch.device, data_root: str | None = None) -> TrainedRun:
@@ -97,7 +97,7 @@ def load_runs(run_dirs, which: str, device: torch.device, data_root: str | None 
     if differ:
         raise RunDirError(f"an ensemble needs runs with the same sentencepiece models; {', '.join(differ)} "
                           f"differ from {run_dirs[0]}: ensemble runs trained on the same data and data.tokenizer")
-    return TrainedRun(first.cfg, Ensemble([r.model for r in runs]).eval(), first.src_tok, first.tgt_tok, first.step)
+    return TrainedRun(first.config, Ensemble([r.model for r in runs]).eval(), first.src_tok, first.tgt_tok, first.step)
 
 
 def attention_label(model: dict) -> str:

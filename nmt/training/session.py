@@ -1,7 +1,8 @@
-"""One training run from a composed config: `train(cfg)` is what nmt-train calls (and the tests).
+"""One training run from typed settings: `train(run)` is what nmt-train calls (and the tests), with the
+RunSettings its entry point made from the composed config once (nmt.cli.train.run_settings).
 
-check_config -> data -> Trainer (resumed if asked) -> fit -> final beam evaluation of the best
-checkpoint -> metrics.json. Every setting is validated before any data is read.
+data -> Trainer (resumed if asked) -> fit -> final beam evaluation of the best
+checkpoint -> metrics.json. Every setting was validated before any data is read.
 """
 from __future__ import annotations
 
@@ -14,18 +15,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from omegaconf import DictConfig, OmegaConf
-
 from nmt.alloc import tune_allocator
-from nmt.common import pick_device, seed_everything, setup_logging, typed, write_json
+from nmt.common import pick_device, seed_everything, setup_logging, write_json
 from nmt.data.batching import BatchIterator
 from nmt.data.pipeline import DataBundle, make_batches, prepare_data
 from nmt.decoding import DecodeSettings, decode_texts
 from nmt.decoding.inspect import probe_maps
 from nmt.inspection.explorer import write_run_explorer
-from nmt.models.build import build_model, build_corpus, check_labels
+from nmt.models.build import build_model, build_corpus
 from nmt.runs import checkpoint as ckpt
-from nmt.runs.run_dir import absolute_data_paths, check_run_dir, run_lock, run_meta, save_run_files
+from nmt.runs.config import DataSettings, RunConfig
+from nmt.runs.run_dir import check_run_dir, run_lock, run_meta, save_run_files
 from nmt.scoring import corpus_scores
 from nmt.tracking import ProbeSettings, RunLogger, attention_stats, peak_memory, reset_peak_memory, run_hparams
 from nmt.training.distributed import DistInfo, init_distributed, shutdown
@@ -41,58 +41,47 @@ class EvaluationInterrupted(RuntimeError):
 
 @dataclass(frozen=True)
 class RunSettings:
-    """The validated settings of a run, one dataclass per config group."""
+    """Everything a run reads, validated and typed once by its entry point (nmt.cli.train.run_settings):
+    one dataclass per settings group, and the resolved config whose model and data nodes the models and
+    corpus are built from (and that config.yaml stores)."""
     trainer: TrainSettings
     optim: OptimSettings
     decode: DecodeSettings
     probes: ProbeSettings
+    config: RunConfig
+    run_dir: Path | None      # None: nmt-train's Hydra picks outputs/<date>/<time> (train() needs one)
+    tensorboard: bool
+    progress_bar: bool
 
 
-def check_config(cfg: DictConfig) -> RunSettings:
-    """Validate every group before any data is read: a bad value raises ValueError naming the key,
-    the value and the valid choices. The model is built once with an 8-token vocabulary (on the meta
-    device it would be free of memory, but its first use imports torch's meta kernels: ~10 s)."""
-    settings = RunSettings(typed(TrainSettings, "trainer", OmegaConf.to_container(cfg.trainer, resolve=True)),
-                           typed(OptimSettings, "optim", OmegaConf.to_container(cfg.optim, resolve=True)),
-                           typed(DecodeSettings, "decode", OmegaConf.to_container(cfg.decode, resolve=True)),
-                           typed(ProbeSettings, "logger",
-                                 {k: cfg.logger[k] for k in ProbeSettings.__dataclass_fields__}))
-    check_labels(cfg.model)
-    build_model(cfg.model, 8, 8, 0)
-    build_corpus(cfg.data.corpus)  # corpus arguments; no file is opened until load()
-    return settings
+def load_data(data: DataSettings) -> DataBundle:
+    return prepare_data(corpus=build_corpus(data.corpus), splits=dict(data.splits), tokenizer=data.tokenizer,
+                        max_len=data.max_len, cache_dir=data.cache_dir)
 
 
-def load_data(cfg: DictConfig) -> DataBundle:
-    data = cfg.data
-    return prepare_data(corpus=build_corpus(data.corpus), splits=dict(data.splits),
-                        tokenizer=OmegaConf.to_container(data.tokenizer), max_len=data.max_len,
-                        cache_dir=data.cache_dir)
-
-
-def batches_for(ds, cfg: DictConfig, data: DataBundle, shuffle: bool) -> BatchIterator:
+def batches_for(ds, run: RunSettings, data: DataBundle, shuffle: bool) -> BatchIterator:
     tok = data.tgt_tok
-    return make_batches(ds, cfg.trainer.max_tokens, shuffle, cfg.seed, tok.pad_id, tok.bos_id, tok.eos_id)
+    return make_batches(ds, run.trainer.max_tokens, shuffle, run.config.seed, tok.pad_id, tok.bos_id, tok.eos_id)
 
 
-def build_trainer(cfg: DictConfig, settings: RunSettings, data: DataBundle, device: torch.device,
+def build_trainer(settings: RunSettings, data: DataBundle, device: torch.device,
                   dist: DistInfo, callbacks: Sequence[Callbacks] = ()) -> Trainer:
     """Model, data iterators and logger; restores the latest good checkpoint on resume."""
-    run_dir = Path(cfg.run_dir)
-    model = build_model(cfg.model, len(data.src_tok), len(data.tgt_tok), data.tgt_tok.pad_id).to(device)
-    valid = ValidData(list(batches_for(data.valid, cfg, data, shuffle=False)), data.valid["src_ids"],
+    run_dir = settings.run_dir
+    model = build_model(settings.config.model, len(data.src_tok), len(data.tgt_tok), data.tgt_tok.pad_id).to(device)
+    valid = ValidData(list(batches_for(data.valid, settings, data, shuffle=False)), data.valid["src_ids"],
                       data.valid["tgt"])
     found = ckpt.load_latest(run_dir / "checkpoints") if settings.trainer.resume else None
     if settings.trainer.resume and found is None:
         raise ckpt.CheckpointError(f"trainer.resume=true but no loadable checkpoint in {run_dir}/checkpoints")
-    meta = run_meta(cfg, data.src_tok, data.tgt_tok)
+    meta = run_meta(settings.config.model, data.src_tok, data.tgt_tok)
     if found:  # before the logger writes into the run dir: a refused resume changes nothing
         check_meta(found[1]["meta"], meta)
     purge = found[1]["progress"]["step"] + 1 if found else None
-    logger = RunLogger(run_dir, cfg.logger.tensorboard and dist.main, purge_step=purge, probes=settings.probes)
-    parts = TrainerParts(model, batches_for(data.train, cfg, data, shuffle=True), valid, data.src_tok,
+    logger = RunLogger(run_dir, settings.tensorboard and dist.main, purge_step=purge, probes=settings.probes)
+    parts = TrainerParts(model, batches_for(data.train, settings, data, shuffle=True), valid, data.src_tok,
                          data.tgt_tok, run_dir, logger, meta, dist, device,
-                         progress_bar=cfg.logger.progress_bar and dist.main, callbacks=callbacks)
+                         progress_bar=settings.progress_bar and dist.main, callbacks=callbacks)
     trainer = Trainer(parts, settings.trainer, settings.optim, settings.decode)
     if found:
         trainer.restore(found[1])
@@ -100,38 +89,38 @@ def build_trainer(cfg: DictConfig, settings: RunSettings, data: DataBundle, devi
     return trainer
 
 
-def train(cfg: DictConfig, callbacks: Sequence[Callbacks] = ()) -> dict:
+def train(settings: RunSettings, callbacks: Sequence[Callbacks] = ()) -> dict:
     """Train, then evaluate the best checkpoint. Returns the metrics written to metrics.json. `callbacks`
     (nmt.training.trainer.Callbacks) see the start, every step, every validation and the end.
 
     Nothing in the run dir changes before every check has passed (config, run dir, lock, checkpoint
     against config); rank 0 holds the run dir's lock (run_lock) until the end."""
+    if settings.run_dir is None:
+        raise ValueError("train() needs a run_dir: pass run_dir=<directory> (nmt-train picks one itself)")
     setup_logging()
-    settings = check_config(cfg)
-    absolute_data_paths(cfg)  # the stored config works from any working directory
     tune_allocator()  # glibc keeps freed activations: ~85k -> ~25 page faults per CPU step (nmt/alloc.py)
-    seed_everything(cfg.seed)
+    seed_everything(settings.config.seed)
     dist = init_distributed(settings.trainer.device)
     device = pick_device(settings.trainer.device, dist.local_rank)
     reset_peak_memory(device)  # metrics.json's peak_memory_mb is this job's (multiruns share a process)
     if settings.trainer.num_threads > 0:
         torch.set_num_threads(settings.trainer.num_threads)
-    with run_lock(Path(cfg.run_dir)) if dist.main else nullcontext():
-        return train_locked(cfg, settings, dist, device, callbacks)
+    with run_lock(settings.run_dir) if dist.main else nullcontext():
+        return train_locked(settings, dist, device, callbacks)
 
 
-def train_locked(cfg: DictConfig, settings: RunSettings, dist: DistInfo, device: torch.device,
+def train_locked(settings: RunSettings, dist: DistInfo, device: torch.device,
                  callbacks: Sequence[Callbacks]) -> dict:
-    run_dir = Path(cfg.run_dir)
+    run_dir = settings.run_dir
     check_run_dir(run_dir, settings.trainer.resume)
     for callback in callbacks:
         callback.on_start()
-    data = load_data(cfg) if dist.main else None  # rank 0 fills the tokenizer and id caches first
+    data = load_data(settings.config.data) if dist.main else None  # rank 0 fills the tokenizer and id caches first
     dist.barrier()
-    data = data or load_data(cfg)  # other ranks hit the tokenizer and id caches rank 0 wrote
-    trainer = build_trainer(cfg, settings, data, device, dist, callbacks)
+    data = data or load_data(settings.config.data)  # other ranks hit the tokenizer and id caches rank 0 wrote
+    trainer = build_trainer(settings, data, device, dist, callbacks)
     if dist.main:  # after the checkpoint check in build_trainer
-        save_run_files(run_dir, cfg, data.src_tok, data.tgt_tok)
+        save_run_files(run_dir, settings.config, data.src_tok, data.tgt_tok)
     log.info("model: %s parameters; run dir %s; rank %d of %d", f"{trainer.model.num_parameters():,}",
              run_dir, dist.rank, dist.world)
     try:
@@ -141,7 +130,7 @@ def train_locked(cfg: DictConfig, settings: RunSettings, dist: DistInfo, device:
         if trainer.interrupted:
             trainer.logger.close()
             return stopped_early(trainer)
-        metrics = run_final_evaluation(trainer, data, cfg, settings.decode)
+        metrics = run_final_evaluation(trainer, data, settings.config, settings.decode)
         trainer.logger.close()
     finally:
         shutdown(dist)
@@ -155,10 +144,10 @@ def resume_command(run_dir: Path) -> str:
     return f"nmt-train trainer.resume=true run_dir={Path(run_dir).resolve()}"
 
 
-def run_final_evaluation(trainer: Trainer, data: DataBundle, cfg: DictConfig, decode: DecodeSettings) -> dict:
+def run_final_evaluation(trainer: Trainer, data: DataBundle, config: RunConfig, decode: DecodeSettings) -> dict:
     """final_evaluation; Ctrl-C there becomes EvaluationInterrupted saying the work is safe."""
     try:
-        return final_evaluation(trainer, data, cfg, decode)
+        return final_evaluation(trainer, data, config, decode)
     except KeyboardInterrupt:
         raise EvaluationInterrupted(
             f"interrupted during the final evaluation (training had finished at step {trainer.progress.step}); "
@@ -177,7 +166,7 @@ def stopped_early(trainer: Trainer) -> dict:
     return {"stopped": p.stopped, "step": p.step, "valid": {"bleu": p.best_bleu}}
 
 
-def final_evaluation(trainer: Trainer, data: DataBundle, cfg: DictConfig, decode: DecodeSettings) -> dict:
+def final_evaluation(trainer: Trainer, data: DataBundle, config: RunConfig, decode: DecodeSettings) -> dict:
     """Best checkpoint, beam search on valid and test; hypotheses, references, final attention PNGs,
     TensorBoard hparams and metrics.json (with decode speed and peak memory)."""
     best_path = trainer.run_dir / "checkpoints" / "best.pt"
@@ -198,8 +187,7 @@ def final_evaluation(trainer: Trainer, data: DataBundle, cfg: DictConfig, decode
     final = {"hparams/valid_bleu": metrics["valid"]["bleu"], "hparams/test_bleu": metrics["test"]["bleu"],
              "hparams/test_chrf": metrics["test"]["chrf"], "hparams/test_ter": metrics["test"]["ter"],
              "hparams/best_valid_bleu_greedy": p.best_bleu}
-    trainer.logger.hparams(run_hparams(OmegaConf.to_container(cfg, resolve=True), metrics["parameters"]), final,
-                           p.step)
+    trainer.logger.hparams(run_hparams(config.values, metrics["parameters"]), final, p.step)
     write_json(trainer.run_dir / "metrics.json", metrics)
     return metrics
 

@@ -3,7 +3,7 @@ import pytest
 import torch
 from helpers import TINY_RNN, TINY_TRANSFORMER, TOY_TRAIN, compose_cfg
 
-from nmt.training.session import train
+from helpers import train
 
 
 @pytest.fixture(scope="session")

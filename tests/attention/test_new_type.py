@@ -17,7 +17,7 @@ from nmt.attention.contract import ContractError, check_all
 from nmt.models.build import build_attention
 
 from nmt.runs.trained import attention_label
-from nmt.training.session import train
+from helpers import train
 
 MODULE = '''
 """A throwaway attention type: cosine similarity over a learned query projection, global window."""

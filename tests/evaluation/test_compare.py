@@ -8,7 +8,7 @@ from hydra import compose, initialize_config_dir
 from PIL import Image
 
 import nmt.cli.compare as compare_cli
-from nmt.training.session import train
+from helpers import train
 from nmt.cli.common import config_dir
 
 

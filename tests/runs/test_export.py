@@ -27,7 +27,7 @@ def transformer_run(tmp_path_factory):
         if os.environ.get("CI") == "true":
             pytest.fail("ctranslate2 missing: CI installs it with the dev extras")
         pytest.skip("pip install ctranslate2 (this test fails instead when CI=true)")
-    from nmt.training.session import train
+    from helpers import train
     tmp = tmp_path_factory.mktemp("export")
     torch.set_num_threads(1)
     train(compose_cfg([o for o in TOY_TRAIN if o not in TINY_RNN] + TINY_TRANSFORMER + [

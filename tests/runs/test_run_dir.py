@@ -1,76 +1,35 @@
-"""Run directories: resume from the run's own config, data_root for every corpus kind, the run lock."""
+"""Run directories and run configs: data_root for every corpus kind, absolute stored paths, the run lock."""
 import os
 import signal
 import socket
 import subprocess
 import sys
-import time
 
 import pytest
 from helpers import compose_cfg
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from nmt.runs.run_dir import RunDirError, RunLockError, check_unlocked, rebase_data_root, resume_config, run_lock
-
-TRAINED = ["data.tokenizer.vocab_size=1000", "model.encoder.hidden_size=64", "model.attention.score=general"]
-
-
-def stored_cfg(run_dir):
-    """What a run trained with TRAINED overrides stores: the resolved config."""
-    return OmegaConf.create(OmegaConf.to_container(compose_cfg([*TRAINED, f"run_dir={run_dir}"]), resolve=True))
-
-
-def test_bare_resume_takes_the_runs_own_config_and_only_the_budget_given(tmp_path):
-    stored = stored_cfg(tmp_path)
-    given = compose_cfg(["trainer.resume=true", f"run_dir={tmp_path}", "trainer.max_steps=7"])
-    out = resume_config(stored, compose_cfg([]), given, ["trainer.resume", "run_dir", "trainer.max_steps"])
-    assert out.data.tokenizer.vocab_size == 1000 and out.model.encoder.hidden_size == 64
-    assert out.trainer.max_steps == 7 and out.trainer.resume is True
-    expected = OmegaConf.merge(stored, {"trainer": {"max_steps": 7, "resume": True}})
-    assert OmegaConf.to_container(out) == OmegaConf.to_container(expected)
-
-
-def test_the_same_overrides_again_are_accepted(tmp_path):
-    stored = stored_cfg(tmp_path)
-    args = [*TRAINED, "trainer.resume=true", f"run_dir={tmp_path}"]
-    out = resume_config(stored, compose_cfg([]), compose_cfg(args), [a.split("=")[0] for a in args])
-    assert out.model.attention.score == "general"
-
-
-def test_a_changed_model_is_refused_key_by_key_with_a_command_that_works(tmp_path):
-    stored = stored_cfg(tmp_path)
-    args = ["trainer.resume=true", f"run_dir={tmp_path}", "model.attention.score=dot", "trainer.max_steps=9"]
-    with pytest.raises(RunDirError) as e:
-        resume_config(stored, compose_cfg([]), compose_cfg(args), [a.split("=")[0] for a in args])
-    lines = str(e.value).splitlines()
-    assert "  model.attention.score: general (run) vs dot (given)" in lines
-    assert not any("max_steps" in line and "(run)" in line for line in lines)
-    command = next(line for line in lines if "nmt-train" in line).split("nmt-train ", 1)[1].split()
-    assert command == ["trainer.resume=true", f"run_dir={tmp_path}", "trainer.max_steps=9"]
-    out = resume_config(stored, compose_cfg([]), compose_cfg(command), [a.split("=")[0] for a in command])
-    assert out.trainer.max_steps == 9  # the suggested command works
+from nmt.runs.config import RunConfig
+from nmt.runs.run_dir import RunLockError, check_unlocked, run_lock
 
 
 @pytest.mark.parametrize("data", ["multi30k_de_en", "text_dir", "tsv", "jsonl"])
 def test_data_root_moves_every_corpus_kind(data, tmp_path):
-    cfg = OmegaConf.create(OmegaConf.to_container(compose_cfg([f"data={data}", "data.root=/old/place"]),
-                                                  resolve=True))
-    rebase_data_root(cfg.data, str(tmp_path))
-    corpus = instantiate(cfg.data.corpus)
+    config = RunConfig(OmegaConf.to_container(compose_cfg([f"data={data}", "data.root=/old/place"]), resolve=True))
+    data = config.data.rebased(str(tmp_path))
+    corpus = instantiate(data.corpus)
     where = str(getattr(corpus, "directory", getattr(corpus, "path_template", "")))
-    assert where.startswith(str(tmp_path)) and "/old/place" not in OmegaConf.to_yaml(cfg.data)
+    assert where.startswith(str(tmp_path)) and "/old/place" not in config.with_data(data).to_yaml()
 
 
 def test_stored_paths_are_absolute(tmp_path, monkeypatch):
-    from nmt.runs.run_dir import absolute_data_paths
     monkeypatch.chdir(tmp_path)
     cfg = compose_cfg(["data=text_dir", "data.root=rel/data", "data.cache_dir=rel/cache"])
-    absolute_data_paths(cfg)
-    resolved = OmegaConf.to_container(cfg.data, resolve=True)
-    assert resolved["root"] == str(tmp_path / "rel" / "data")
-    assert resolved["cache_dir"] == str(tmp_path / "rel" / "cache")
-    assert resolved["corpus"]["directory"] == str(tmp_path / "rel" / "data" / "my_corpus")
+    data = RunConfig(OmegaConf.to_container(cfg, resolve=True)).data.absolute()
+    assert data.root == str(tmp_path / "rel" / "data")
+    assert data.cache_dir == str(tmp_path / "rel" / "cache")
+    assert data.corpus["directory"] == str(tmp_path / "rel" / "data" / "my_corpus")
 
 
 HOLD = "import sys, time; from pathlib import Path; from nmt.runs.run_dir import run_lock\n" \
@@ -105,33 +64,16 @@ def test_a_lock_left_by_kill_9_does_not_block(tmp_path):
         with run_lock(tmp_path / "run"):  # the same process may take it again (CLI, then train())
             assert (tmp_path / "run" / ".lock").read_text().split()[0] == str(os.getpid())
 
-
-def test_settings_added_since_the_run_was_trained_take_their_defaults(tmp_path):
-    """A run trained before decode.nbest existed resumes: the new setting comes from the defaults, while
-    the model group (whose keys depend on the type) is left as stored."""
-    stored = stored_cfg(tmp_path)
-    del stored.decode["nbest"]
-    del stored.model["attention"]  # as in a model type without attention: must not be filled in
-    given = compose_cfg(["trainer.resume=true", f"run_dir={tmp_path}"])
-    out = resume_config(stored, compose_cfg([]), given, ["trainer.resume", "run_dir"])
-    assert out.decode.nbest == given.decode.nbest and "attention" not in out.model
-
-
-SAMPLING_KEYS = ("sampling", "topk", "topp", "temperature", "seed")
-
-
-@pytest.mark.parametrize("overrides", [[], ["decode.beam_size=1", "decode.sampling=topp", "decode.seed=7"]])
-def test_a_run_trained_before_sampling_resumes_with_valid_decode_settings(tmp_path, overrides):
-    """decode.sampling, topk, topp, temperature and seed came after runs that store no such keys: the
-    resumed config fills them from the defaults (sampling none: search), or takes them from the command
-    line, and DecodeSettings (no defaults of its own) builds from it."""
-    from nmt.cli.common import decode_settings
-    stored = stored_cfg(tmp_path)
-    for key in SAMPLING_KEYS:
-        del stored.decode[key]
-    given = compose_cfg(["trainer.resume=true", f"run_dir={tmp_path}", *overrides])
-    out = resume_config(stored, compose_cfg([]), given, ["trainer.resume", "run_dir",
-                                                         *(o.split("=")[0] for o in overrides)])
-    decode = decode_settings(out)
-    assert {k: getattr(decode, k) for k in SAMPLING_KEYS} == {k: given.decode[k] for k in SAMPLING_KEYS}
-    assert decode.sampling == ("topp" if overrides else "none")
+def test_a_stored_config_reads_back_as_the_same_plain_data(tmp_path):
+    """config.yaml as nmt-train writes it (RunConfig.to_yaml) loads back equal, and the model node written
+    by the YAML writer of older runs (OmegaConf) matches it in a checkpoint's meta."""
+    from nmt.runs.checkpoint import meta_differs
+    from nmt.runs.config import model_yaml
+    cfg = compose_cfg(["+experiment=self", "data.root=/data"])
+    config = RunConfig(OmegaConf.to_container(cfg, resolve=True))
+    (tmp_path / "config.yaml").write_text(config.to_yaml())
+    loaded = RunConfig.load(tmp_path / "config.yaml")
+    assert loaded == config and loaded.data.split_name("valid") == "val" and loaded.seed == 1234
+    old = {"model": "decoder: {num_layers: 3}\nfamily: 'transformer'\n"}  # another writer: order, quotes, flow style
+    assert meta_differs(old, {"model": model_yaml({"family": "transformer", "decoder": {"num_layers": 3}})}) == []
+    assert meta_differs(old, {"model": model_yaml({"family": "transformer", "decoder": {"num_layers": 2}})}) == ["model"]

@@ -13,7 +13,7 @@ from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 
-from nmt.training.session import train
+from helpers import train
 from nmt.data.tokenizer import SubwordTokenizer
 from nmt.inspection.heatmaps import image_shape
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 from helpers import tb_scalars, toy_cfg
 
-from nmt.training.session import train
+from helpers import train
 
 STEPS, CUT = 12, 6  # trainer.save_every=3: the first leg stops at its own step_6.pt
 RUN = ["trainer.save_every=3", "trainer.valid_max_sentences=4", "data.corpus.eval_size=4", "decode.beam_size=1"]

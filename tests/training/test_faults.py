@@ -7,7 +7,7 @@ import pytest
 import torch
 from helpers import toy_cfg
 
-from nmt.training.session import train
+from helpers import train
 from nmt.runs import checkpoint as ckpt
 from nmt.training.trainer import Trainer
 

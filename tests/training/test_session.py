@@ -5,7 +5,8 @@ import time
 import pytest
 from helpers import toy_cfg
 
-from nmt.training.session import check_config, train
+from helpers import train
+from nmt.cli.train import run_settings
 from nmt.training.trainer import BudgetBar, Callbacks, Progress, TrainSettings
 
 BAD = [
@@ -34,7 +35,7 @@ def test_bad_value_fails_before_any_data_is_read(override, message, tmp_path):
 
 
 def test_a_good_config_passes_the_check(tmp_path):
-    settings = check_config(toy_cfg(tmp_path / "run", tmp_path / "cache", []))
+    settings = run_settings(toy_cfg(tmp_path / "run", tmp_path / "cache", []))
     assert settings.decode.beam_size == 2 and settings.trainer.max_steps > 0
 
 

@@ -8,7 +8,7 @@ import sys
 from helpers import TINY_RNN, toy_cfg
 from omegaconf import OmegaConf
 
-from nmt.training.session import train
+from helpers import train
 from nmt.training.trainer import BudgetBar, Progress, TrainSettings
 
 TRAIN_LINE = r"loss \d+\.\d{3} ppl \d+\.\d{2} lr \d\.\d{2}e[-+]\d{2} \d+ tok/s"
