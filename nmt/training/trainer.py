@@ -473,7 +473,6 @@ class StopOnSignal:
 
 def check_meta(saved: dict, current: dict) -> None:
     """Refuse a checkpoint of another model or vocabulary, naming what differs."""
-    diffs = [f"{k}: checkpoint {saved.get(k)!r} vs config {current.get(k)!r}"
-             for k in sorted(set(saved) | set(current)) if saved.get(k) != current.get(k)]
+    diffs = [f"{k}: checkpoint {saved.get(k)!r} vs config {current.get(k)!r}" for k in ckpt.meta_differs(saved, current)]
     if diffs:
         raise ckpt.CheckpointError("checkpoint does not match this run's config:\n  " + "\n  ".join(diffs))
