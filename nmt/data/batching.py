@@ -42,12 +42,14 @@ class Batch:
     n_tgt_tokens: int
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> "Batch":
-        """A copy with every tensor moved to device (through pinned memory for a non-blocking CUDA copy)."""
+        """A copy with every tensor moved to device (through pinned memory for a non-blocking CUDA copy;
+        tensors already there, as nmt.data.prefetch puts them, stay as they are)."""
         pin = non_blocking and torch.device(device).type == "cuda"
         moved = {f.name: getattr(self, f.name) for f in fields(self)}
         for name, value in moved.items():
             if isinstance(value, torch.Tensor):
-                moved[name] = (value.pin_memory() if pin else value).to(device, non_blocking=non_blocking)
+                host = pin and value.device.type == "cpu"
+                moved[name] = (value.pin_memory() if host else value).to(device, non_blocking=non_blocking)
         return Batch(**moved)
 
     def __len__(self) -> int:

@@ -5,6 +5,7 @@ import logging
 import signal
 import time
 from collections.abc import Sequence
+from contextlib import closing
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from nmt.data.batching import Batch, BatchIterator
+from nmt.data.prefetch import Prefetcher
 from nmt.data.tokenizer import SubwordTokenizer
 from nmt.decoding import DecodeSettings, decode_texts
 from nmt.decoding.inspect import probe_maps
@@ -49,15 +51,17 @@ class TrainSettings:
     num_threads: int
     max_nonfinite: int
     compile: bool
+    prefetch: int
 
     def __post_init__(self):
         for key in ("max_tokens", "accum_steps", "max_steps", "max_epochs", "valid_every", "save_every",
                     "log_every", "keep_last", "patience", "max_nonfinite", "valid_beam_size"):
             if getattr(self, key) < 1:
                 raise ValueError(f"trainer.{key} must be >= 1, got {getattr(self, key)}")
-        for key in ("valid_max_sentences", "num_threads"):
+        for key in ("valid_max_sentences", "num_threads", "prefetch"):
             if getattr(self, key) < 0:
-                raise ValueError(f"trainer.{key} must be >= 0 (0 = all / torch's default), got {getattr(self, key)}")
+                raise ValueError(f"trainer.{key} must be >= 0 (0 = all / torch's default / off), "
+                                 f"got {getattr(self, key)}")
         if self.max_time_s <= 0:
             raise ValueError(f"trainer.max_time_s must be > 0 seconds, got {self.max_time_s}")
         if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
@@ -139,6 +143,10 @@ class Trainer:
                                     optim.clip_grad_norm, settings.amp, self.device, self.dist.world,
                                     compiled=settings.compile)
         self.progress = Progress()
+        # the training batches, built trainer.prefetch ahead by a thread (0: in the loop); checkpoints save
+        # the state of the batches consumed (nmt.data.prefetch)
+        self.batches = (Prefetcher(parts.batches, settings.prefetch, self.device) if settings.prefetch
+                        else parts.batches)
         self.window: list[dict] = []  # step results since the last log line
         self.train_summary = ""  # "loss .. ppl .. lr .. tok/s" of the last log_train, shown on validation lines
         # trainer.valid_beam_size, and a search even when decode.sampling draws: early stopping reads this BLEU
@@ -261,7 +269,7 @@ class Trainer:
         self.read_nonfinite()
         self.progress.log_window = [{k: float(v) for k, v in w.items()} for w in self.window]
         return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict(), "sampler": self.parts.batches.state_dict(),
+                "scheduler": self.scheduler.state_dict(), "sampler": self.batches.state_dict(),
                 "progress": asdict(self.progress), "rng": ckpt.rng_state(), "meta": self.parts.meta}
 
     def save(self, best: bool = False) -> bool:
@@ -289,7 +297,7 @@ class Trainer:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
-        self.parts.batches.load_state_dict(state["sampler"])
+        self.batches.load_state_dict(state["sampler"])
         self.progress = Progress(**{**state["progress"], "stopped": ""})
         self.window = [{k: torch.tensor(v) for k, v in w.items()} for w in self.progress.log_window]
         streak = self.progress.nonfinite_in_row
@@ -314,7 +322,7 @@ class Trainer:
             p.stopped = "max_steps"
         bar = BudgetBar(self.settings, self.steps_per_epoch(), p, enabled=self.parts.progress_bar)
         while not p.stopped:
-            self.parts.batches.set_epoch(p.epoch)
+            self.batches.set_epoch(p.epoch)
             self.run_epoch(bar)
             if not p.stopped:
                 p.epoch += 1
@@ -331,33 +339,35 @@ class Trainer:
 
     def steps_per_epoch(self) -> int:
         """Optimiser steps in one epoch: batches / (accum_steps * world), remainder dropped."""
-        return len(self.parts.batches) // (self.settings.accum_steps * self.dist.world)
+        return len(self.batches) // (self.settings.accum_steps * self.dist.world)
 
     def run_epoch(self, bar: "BudgetBar") -> None:
         """Iterate the rest of this epoch (a resumed sampler yields only the remaining batches).
 
-        A global batch is accum_steps * world consecutive batches; rank r trains on its slice.
+        A global batch is accum_steps * world consecutive batches; rank r trains on its slice. The
+        iteration is closed however the loop ends (a stop, an exception): a prefetch thread ends with it.
         """
         micro, t0, k, p = [], time.perf_counter(), self.settings.accum_steps, self.progress
-        for batch in self.parts.batches:
-            micro.append(batch)
-            if len(micro) < k * self.dist.world:
-                continue
-            total = sum(b.n_tgt_tokens for b in micro)
-            self.window.append(self.step(micro[self.dist.rank * k: (self.dist.rank + 1) * k], total))
-            micro = []
-            now = time.perf_counter()
-            p.elapsed_s += now - t0
-            p.train_s += now - t0
-            bar.update(p)
-            if p.step % self.settings.log_every == 0:
-                self.read_nonfinite()
-                self.log_train(self.window)
-                bar.train(self.train_summary)
-                self.window = []
-            if self.check_stop(bar):
-                return
-            t0 = time.perf_counter()
+        with closing(iter(self.batches)) as batches:
+            for batch in batches:
+                micro.append(batch)
+                if len(micro) < k * self.dist.world:
+                    continue
+                total = sum(b.n_tgt_tokens for b in micro)
+                self.window.append(self.step(micro[self.dist.rank * k: (self.dist.rank + 1) * k], total))
+                micro = []
+                now = time.perf_counter()
+                p.elapsed_s += now - t0
+                p.train_s += now - t0
+                bar.update(p)
+                if p.step % self.settings.log_every == 0:
+                    self.read_nonfinite()
+                    self.log_train(self.window)
+                    bar.train(self.train_summary)
+                    self.window = []
+                if self.check_stop(bar):
+                    return
+                t0 = time.perf_counter()
 
     @property
     def interrupted(self) -> bool:

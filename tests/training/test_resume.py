@@ -1,4 +1,7 @@
-"""Kill -9 mid-epoch and resume: same losses and bit-identical final weights; SIGTERM exits cleanly."""
+"""Kill -9 mid-epoch and resume: same losses and bit-identical final weights; SIGTERM exits cleanly.
+
+The killed run builds its batches ahead in a thread (trainer.prefetch=3), the reference in the loop
+(trainer.prefetch=0): a checkpoint holds the data position of the batches trained on, not of those built."""
 import signal
 import subprocess
 import sys
@@ -37,13 +40,13 @@ def cache(tmp_path_factory):
 
 
 def test_sigkill_then_resume_equals_uninterrupted(tmp_path, cache):
-    finish(start(tmp_path / "ref", cache, "trainer.max_steps=60"))
-    victim = start(tmp_path / "cut", cache, "trainer.max_steps=60")
+    finish(start(tmp_path / "ref", cache, "trainer.max_steps=60", "trainer.prefetch=0"))
+    victim = start(tmp_path / "cut", cache, "trainer.max_steps=60", "trainer.prefetch=3")
     wait_for(tmp_path / "cut" / "checkpoints" / "step_15.pt", victim)
     assert victim.poll() is None, "the run finished before it could be killed"
     victim.send_signal(signal.SIGKILL)
     victim.wait()
-    err = finish(start(tmp_path / "cut", cache, "trainer.max_steps=60", "trainer.resume=true"))
+    err = finish(start(tmp_path / "cut", cache, "trainer.max_steps=60", "trainer.prefetch=3", "trainer.resume=true"))
     assert "resumed from" in err
     log = (tmp_path / "cut" / "train.log").read_text()  # Hydra's log follows run_dir, and appends
     assert log.count("parameters; run dir") == 2 and "resumed from" in log
@@ -57,7 +60,7 @@ def test_sigkill_then_resume_equals_uninterrupted(tmp_path, cache):
 
 
 def test_sigterm_checkpoints_and_exits_zero(tmp_path, cache):
-    proc = start(tmp_path / "run", cache, "trainer.max_steps=100000")
+    proc = start(tmp_path / "run", cache, "trainer.max_steps=100000", "trainer.prefetch=3")  # the thread ends too
     wait_for(tmp_path / "run" / "checkpoints" / "step_10.pt", proc)
     proc.send_signal(signal.SIGTERM)
     err = finish(proc)
