@@ -112,3 +112,25 @@ def test_the_checks_see_imports_inside_functions_and_find_a_circle(tmp_path):
     graph = file_graph(tmp_path / "nmt")
     assert graph["nmt.a.x"] == {"nmt.a.y"} and "nmt.a.x" in graph["nmt.a.y"]
     assert cycle(graph) in (["nmt.a.x", "nmt.a.y", "nmt.a.x"], ["nmt.a.y", "nmt.a.x", "nmt.a.y"])
+
+
+# Where a Hydra config may live (docs/architecture.md, "One config boundary"): the entry points type it once,
+# and models/build.py is the one place YAML becomes objects.
+CONFIG_BOUNDARY = ("nmt.cli", "nmt.api", "nmt.models.build")
+
+
+def config_importers(root: Path = ROOT / "nmt") -> set[str]:
+    """The modules of nmt/ with an import of omegaconf or hydra (inside functions too)."""
+    found = set()
+    for path in root.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if any(name.split(".")[0] in ("omegaconf", "hydra") for name in imported(node, "")):
+                found.add(module_name(path, root.parent))
+    return found
+
+
+def test_only_the_entry_points_and_build_touch_the_hydra_config():
+    importers = config_importers()
+    outside = sorted(m for m in importers if not any(m == b or m.startswith(b + ".") for b in CONFIG_BOUNDARY))
+    assert outside == [], f"{outside} import omegaconf/hydra: take typed settings or a RunConfig instead"
+    assert "nmt.models.build" in importers and "nmt.cli.train" in importers  # the scan sees imports
