@@ -14,8 +14,8 @@ log = logging.getLogger(__name__)
 
 # What a resume may change: the budget, where it runs, logging, and the final beam evaluation.
 RESUME_MAY_CHANGE = ("trainer.max_steps", "trainer.max_epochs", "trainer.max_time_s", "trainer.device",
-                     "trainer.num_threads", "trainer.resume", "trainer.log_every", "logger.", "decode.", "run_dir",
-                     "data.root", "data.cache_dir")
+                     "trainer.num_threads", "trainer.prefetch", "trainer.resume", "trainer.log_every", "logger.",
+                     "decode.", "run_dir", "data.root", "data.cache_dir")
 
 
 def flat_leaves(cfg: DictConfig, resolve: bool = True) -> dict:
@@ -83,7 +83,7 @@ def settings_added_since(have: dict, now: dict) -> list[str]:
 def resume_refusal(run_dir: str, refused: list[tuple], allowed: list[str]) -> str:
     lines = "\n".join(f"  {k}: {run} (run) vs {given} (given)" for k, run, given in refused)
     return (f"trainer.resume=true continues the run's own config ({run_dir}/config.yaml); a resume may change "
-            f"only the budget (trainer.max_steps, max_epochs, max_time_s), trainer.device, threads, logging "
+            f"only the budget (trainer.max_steps, max_epochs, max_time_s), trainer.device, threads, prefetch, logging "
             f"and decode.*, not:\n{lines}\n"
             f"Continue the run with: nmt-train trainer.resume=true run_dir={run_dir} {' '.join(allowed)}".rstrip()
             + f"\nor train a new run with these settings into another run_dir=<new directory>")

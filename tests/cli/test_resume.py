@@ -74,3 +74,12 @@ def test_a_run_trained_before_sampling_resumes_with_valid_decode_settings(tmp_pa
     decode = decode_settings(out)
     assert {k: getattr(decode, k) for k in SAMPLING_KEYS} == {k: given.decode[k] for k in SAMPLING_KEYS}
     assert decode.sampling == ("topp" if overrides else "none")
+
+
+def test_a_resume_may_change_what_does_not_change_the_result(tmp_path):
+    """Threads and prefetching change speed, not the batches or the weights (test_exact_resume runs the
+    cut half with prefetch on): a resume may change them."""
+    stored = stored_cfg(tmp_path)
+    args = ["trainer.resume=true", f"run_dir={tmp_path}", "trainer.prefetch=0", "trainer.num_threads=1"]
+    out = resume_config(stored, compose_cfg([]), compose_cfg(args), [a.split("=")[0] for a in args])
+    assert out.trainer.prefetch == 0 and out.trainer.num_threads == 1
