@@ -11,7 +11,7 @@ import secrets
 import sys
 import types
 import typing
-from dataclasses import fields
+from dataclasses import fields, is_dataclass
 from pathlib import Path
 from typing import BinaryIO, Callable
 
@@ -109,6 +109,8 @@ def typed(cls: type, group: str, values: dict):
     """cls(**values) after checking each value against the field's type: `trainer.max_steps=abc` is a
     ValueError naming the key, not a TypeError deep inside the loop."""
     hints = typing.get_type_hints(cls)
+    values = {k: (typed(hints[k], f"{group}.{k}", v) if k in hints and is_dataclass(hints[k]) and isinstance(v, dict)
+                  else v) for k, v in values.items()}  # a nested group (trainer.align_loss) is typed too
     for f in fields(cls):
         if f.name in values and not fits(values[f.name], hints[f.name]):
             want = " or ".join(t.__name__ for t in typing.get_args(hints[f.name]) or [hints[f.name]])

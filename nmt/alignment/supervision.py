@@ -20,11 +20,13 @@ import gzip
 from pathlib import Path
 
 import numpy as np
-import torch
 from torch import Tensor
 
 from nmt.alignment.extract import piece_words
 from nmt.alignment.links import AlignmentFileError, Link, parse_pharaoh_line
+from nmt.data.align_rows import alignment_targets
+from nmt.data.corpus import Corpus, stream_pairs
+from nmt.data.tokenizer import SubwordTokenizer
 
 REBUILD = ("write one 0-based Pharaoh line per sentence pair of the split, in corpus order, over the whitespace "
            "words of its raw lines (for Multi30k: python3 scripts/silver_alignment.py --split train --src <src> "
@@ -109,25 +111,36 @@ def load_piece_links(path: str | Path, src_lines: list[str], tgt_lines: list[str
     return out
 
 
-def alignment_targets(links: list[np.ndarray], tgt_len: int, src_len: int) -> Tensor:
-    """Piece links of B pairs -> A (B, tgt_len, src_len) float32: A[b, t, s] = 1 / n_t on the n_t source pieces
-    linked to target piece t of pair b; rows without a link (eos, padding, unaligned words) are zero.
-
-    tgt_len is the decoder's rows (batch.tgt_out's width: pieces + eos), src_len the source width.
-    """
-    counts = np.fromiter(map(len, links), dtype=np.int64, count=len(links))  # (B,)
-    A = np.zeros((len(links), tgt_len, src_len), dtype=np.float32)  # (B, T, S)
-    if counts.sum():
-        ts = np.concatenate(links)  # (L, 2) rows (t, s)
-        if ts[:, 0].max() >= tgt_len or ts[:, 1].max() >= src_len:
-            raise ValueError(f"a piece link beyond the batch's {tgt_len} target rows or {src_len} source pieces: "
-                             "the links belong to other pairs than the batch's")
-        A[np.repeat(np.arange(len(links)), counts), ts[:, 0], ts[:, 1]] = 1.0
-    A /= np.maximum(A.sum(-1, keepdims=True), 1.0)  # linked rows sum to 1, the others stay 0
-    return torch.from_numpy(A)  # (B, T, S); numpy, as collate_rows: no torch threads in a loader thread
-
-
 def piece_alignment(src_pieces: list[str], tgt_pieces: list[str], links: set[Link]) -> Tensor:
     """One pair's A (T + 1, S): rows the target pieces and eos (a zero row), columns the source pieces."""
     pairs = piece_links(src_pieces, tgt_pieces, links, "pair")
     return alignment_targets([pairs], len(tgt_pieces) + 1, len(src_pieces))[0]  # (T + 1, S)
+
+
+def split_lines(corpus: Corpus, split: str) -> tuple[list[str], list[str]]:
+    """The raw (src, tgt) lines of a corpus split, in corpus order."""
+    src, tgt = [], []
+    for s, t in stream_pairs(corpus, split, 20_000):
+        src.extend(s)
+        tgt.extend(t)
+    return src, tgt
+
+
+def check_alignment_file(path: str | Path, corpus: Corpus, split: str) -> None:
+    """nmt-train's check before anything is written: line count and word ranges of data.alignment against
+    the split's raw lines (read_word_links raises AlignmentFileError naming the line)."""
+    read_word_links(path, *split_lines(corpus, split))
+
+
+def split_piece_links(path: str | Path, corpus: Corpus, split: str, src_tok: SubwordTokenizer,
+                      tgt_tok: SubwordTokenizer, rows: np.ndarray | None) -> list[np.ndarray]:
+    """The piece links (L, 2) of a split's pairs from its Pharaoh file (load_piece_links), for the rows the
+    training keeps (rows: indices into the split, e.g. DataBundle.train_rows; None = all)."""
+    src, tgt = split_lines(corpus, split)
+    pieces = []
+    for tok, lines in ((src_tok, src), (tgt_tok, tgt)):
+        table = tok.pieces(range(len(tok)))  # id -> piece: the pieces of the ids the model sees
+        pieces.append([[table[i] for i in ids] for ids in tok.encode(lines)])
+    links = load_piece_links(path, src, tgt, *pieces)
+    return links if rows is None else [links[i] for i in rows]
+

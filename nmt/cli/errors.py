@@ -21,6 +21,7 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from nmt.alignment.links import AlignmentFileError
 from nmt.cli.common import config_dir, decode_settings, job, register_resolvers
 from nmt.cli.resume import flat_leaves
 from nmt.common import setup_logging
@@ -30,7 +31,8 @@ from nmt.runs.run_dir import RunDirError
 from nmt.training.session import EvaluationInterrupted
 
 # Raised while a command runs: the user's doing (files, run dirs, data), never a bug of ours.
-RUN_ERRORS = (RunDirError, CheckpointError, CorpusError, EvaluationInterrupted, OmegaConfBaseException)
+RUN_ERRORS = (RunDirError, CheckpointError, CorpusError, EvaluationInterrupted, OmegaConfBaseException,
+              AlignmentFileError)
 # Raised while the config is composed and checked (before anything runs): all of them are the config's.
 CONFIG_ERRORS = (*RUN_ERRORS, HydraException, ValueError, TypeError)
 RUN_ROOTS = ("outputs", "runs", "multirun")

@@ -21,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from nmt.cli.common import config_dir, default_trainer_override, register_resolvers
 from nmt.cli.errors import CONFIG_ERRORS, UserError, compose_checked, hydra_flags, newest_runs, user_errors
+from nmt.alignment.supervision import check_alignment_file
 from nmt.cli.resume import resume_config
 from nmt.common import typed
 from nmt.decoding import DecodeSettings
@@ -30,6 +31,7 @@ from nmt.runs.run_dir import check_run_dir, check_unlocked, run_lock
 from nmt.tracking import ProbeSettings
 from nmt.training.optim import OptimSettings
 from nmt.training.session import RunSettings, train
+from nmt.training.align_loss import align_spec
 from nmt.training.trainer import Callbacks, TrainSettings
 
 PROG = "nmt-train"
@@ -66,7 +68,10 @@ def run_settings(cfg: DictConfig) -> RunSettings:
                            config, None if cfg.run_dir is None else Path(cfg.run_dir),
                            bool(cfg.logger.tensorboard), bool(cfg.logger.progress_bar))
     check_labels(config.model)
-    build_model(config.model, 8, 8, 0)
+    align_spec(settings.trainer.align_loss, build_model(config.model, 8, 8, 0))  # slot and head exist
+    if settings.trainer.align_loss.weight > 0 and config.data.alignment is None:
+        raise ValueError(f"trainer.align_loss.weight={settings.trainer.align_loss.weight} needs data.alignment=<the "
+                         "Pharaoh file of the training split> (docs/alignment.md); or set trainer.align_loss.weight=0")
     build_corpus(config.data.corpus)  # corpus arguments; no file is opened until load()
     return settings
 
@@ -76,7 +81,10 @@ def prepare(args: list[str]) -> DictConfig:
     cfg = compose_checked("train", args)
     if cfg.trainer.resume:
         cfg = resumed(cfg, args)
-    run_settings(cfg)
+    settings = run_settings(cfg)
+    data = settings.config.data
+    if data.alignment is not None:  # a bad file fails here, naming its line, before the run dir exists
+        check_alignment_file(data.alignment, build_corpus(data.corpus), data.split_name("train"))
     if cfg.run_dir is not None:
         if main_rank():
             check_unlocked(Path(cfg.run_dir))

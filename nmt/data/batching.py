@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from torch.utils.data import Sampler
 
+from nmt.data.align_rows import alignment_targets, linked_row_count
 from nmt.data.idstore import RaggedIds
 
 log = logging.getLogger(__name__)
@@ -32,6 +33,9 @@ class Batch:
     tgt_out      (B, T) long  target ids + eos       (labels)
     indices      (B,)   long  row index of each pair in its split
     n_tgt_tokens int          non-pad label tokens = sum(tgt lengths + 1)
+    align        (B, T, S) float or None  alignment targets of supervised training (data.alignment:
+                              nmt.data.align_rows.alignment_targets), None without
+    n_align_rows int          target rows of align with a link (0 without): the loss's normaliser
     """
 
     src: torch.Tensor
@@ -40,6 +44,8 @@ class Batch:
     tgt_out: torch.Tensor
     indices: torch.Tensor
     n_tgt_tokens: int
+    align: torch.Tensor | None = None
+    n_align_rows: int = 0
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> "Batch":
         """A copy with every tensor moved to device (through pinned memory for a non-blocking CUDA copy;
@@ -73,6 +79,13 @@ def collate_rows(src: RaggedIds, tgt: RaggedIds, idx: np.ndarray, pad_id: int, b
         indices=torch.from_numpy(idx.copy()),                                                # (B,)
         n_tgt_tokens=int(tgt_lengths.sum()) + len(idx),
     )
+
+
+def with_alignment(batch: Batch, links: list[np.ndarray]) -> Batch:
+    """The batch with its alignment targets (B, T, S) built from the rows' piece links (L, 2)."""
+    align = alignment_targets(links, batch.tgt_out.size(1), batch.src.size(1))  # (B, T, S)
+    batch.align, batch.n_align_rows = align, linked_row_count(links)
+    return batch
 
 
 def collate(src: list[list[int]], tgt: list[list[int]], indices: list[int],
@@ -217,16 +230,20 @@ class BatchIterator:
     """Iterates padded Batches of (src_ids, tgt_ids) rows in the order a TokenBatchSampler gives."""
 
     def __init__(self, src_ids: RaggedIds, tgt_ids: RaggedIds, sampler: TokenBatchSampler,
-                 pad_id: int, bos_id: int, eos_id: int):
+                 pad_id: int, bos_id: int, eos_id: int, links: list[np.ndarray] | None = None):
         if len(src_ids) != len(tgt_ids):
             raise ValueError(f"{len(src_ids)} source rows but {len(tgt_ids)} target rows")
+        if links is not None and len(links) != len(src_ids):
+            raise ValueError(f"{len(links)} alignment rows but {len(src_ids)} sentence pairs")
         self.src_ids, self.tgt_ids = src_ids, tgt_ids
+        self.links = links  # piece links (L, 2) of every row (nmt.alignment.supervision), or None
         self.sampler = sampler
         self.pad_id, self.bos_id, self.eos_id = pad_id, bos_id, eos_id
 
     def __iter__(self) -> Iterator[Batch]:
         for idx in self.sampler:
-            yield collate_rows(self.src_ids, self.tgt_ids, idx, self.pad_id, self.bos_id, self.eos_id)
+            batch = collate_rows(self.src_ids, self.tgt_ids, idx, self.pad_id, self.bos_id, self.eos_id)
+            yield batch if self.links is None else with_alignment(batch, [self.links[i] for i in idx])
 
     def __len__(self) -> int:
         return len(self.sampler)

@@ -41,6 +41,8 @@ class DataBundle:
     src_tok: SubwordTokenizer
     tgt_tok: SubwordTokenizer
     dropped: dict[str, int] = field(default_factory=dict)
+    train_rows: np.ndarray | None = None  # (N_kept,) rows of the train split kept by max_len; None = all
+    train_links: list[np.ndarray] | None = None  # piece links (L, 2) of every kept train row (data.alignment)
 
 
 def cache_key(text_key: str, src_tok: SubwordTokenizer, tgt_tok: SubwordTokenizer, keep_text: bool) -> str:
@@ -75,11 +77,16 @@ def filter_long(ds: IdSplit, max_len: int) -> tuple[IdSplit, int]:
 
     Lengths come from the offsets arrays; the result is an index view of ds.
     """
-    src_len, tgt_len = ds["src_ids"].lengths(), ds["tgt_ids"].lengths()                     # (N,), (N,)
-    keep = np.flatnonzero((src_len <= max_len) & (tgt_len <= max_len))
+    keep = kept_rows(ds, max_len)
     if len(keep) == len(ds):
         return ds, 0
     return ds.select(keep), len(ds) - len(keep)
+
+
+def kept_rows(ds: IdSplit, max_len: int) -> np.ndarray:
+    """(N_kept,) int64: the rows of ds whose src and tgt have at most max_len subword tokens."""
+    src_len, tgt_len = ds["src_ids"].lengths(), ds["tgt_ids"].lengths()                     # (N,), (N,)
+    return np.flatnonzero((src_len <= max_len) & (tgt_len <= max_len))
 
 
 def prepare_data(corpus: Corpus, splits: dict[str, str], tokenizer: dict, max_len: int,
@@ -113,12 +120,14 @@ def prepare_data(corpus: Corpus, splits: dict[str, str], tokenizer: dict, max_le
     if len(train) == 0:
         raise ValueError(f"every training pair is longer than max_len={max_len} subword tokens; raise data.max_len")
     return DataBundle(train=train, valid=encoded["valid"], test=encoded["test"], src_tok=src_tok,
-                      tgt_tok=tgt_tok, dropped={"train": n_dropped, "valid": 0, "test": 0})
+                      tgt_tok=tgt_tok, dropped={"train": n_dropped, "valid": 0, "test": 0},
+                      train_rows=kept_rows(encoded["train"], max_len) if n_dropped else None)
 
 
 def make_batches(ds: IdSplit, max_tokens: int, shuffle: bool, seed: int,
-                 pad_id: int, bos_id: int, eos_id: int) -> BatchIterator:
-    """Token-bucketed Batch iterator over a tokenised split (lengths from offsets, rows gathered per batch)."""
+                 pad_id: int, bos_id: int, eos_id: int, links: list[np.ndarray] | None = None) -> BatchIterator:
+    """Token-bucketed Batch iterator over a tokenised split (lengths from offsets, rows gathered per batch);
+    with links (the piece links (L, 2) of every row of ds) its batches carry Batch.align."""
     src_ids, tgt_ids = ds["src_ids"], ds["tgt_ids"]
     sampler = TokenBatchSampler(src_ids.lengths(), tgt_ids.lengths(), max_tokens, shuffle, seed)
-    return BatchIterator(src_ids, tgt_ids, sampler, pad_id, bos_id, eos_id)
+    return BatchIterator(src_ids, tgt_ids, sampler, pad_id, bos_id, eos_id, links)

@@ -20,6 +20,7 @@ COLUMNS = {
     "decode sentences/s": (("decode_sentences_per_s",), "{:.1f}"),
     "peak memory MB": (("peak_memory_mb",), "{:,.0f}"),
     "minutes to best": (("minutes_to_best",), "{:.2f}"),
+    "align weight": (None, "{}"),  # trainer.align_loss.weight (0.0 = no alignment supervision)
     "p (BLEU vs baseline)": (None, "{:.4f}"),
 }
 GOLD_COLUMNS = {"AER": (None, "{:.3f}"), "AER held-out": (None, "{:.3f}"),  # only with --gold
@@ -33,7 +34,7 @@ def table(runs: list[Run], p_values: dict[str, float]) -> list[dict]:
     """One row per run: the COLUMNS, read from each run's metrics.json (None when absent)."""
     rows = []
     for r in runs:
-        row = {"run": r.name, "attention": attention_label(r.config.model)}
+        row = {"run": r.name, "attention": attention_label(r.config.model), "align weight": align_weight(r)}
         for col, (path, _) in COLUMNS.items():
             if path is not None:
                 row[col] = metric(r, path)
@@ -41,6 +42,11 @@ def table(runs: list[Run], p_values: dict[str, float]) -> list[dict]:
         row["peak memory kind"] = r.metrics.get("peak_memory_kind")
         rows.append(row)
     return rows
+
+
+def align_weight(run: Run) -> float:
+    """trainer.align_loss.weight of a run (0.0 for runs trained before supervised alignment existed)."""
+    return run.config.group("trainer").get("align_loss", {}).get("weight", 0.0)
 
 
 def columns(rows: list[dict]) -> dict:

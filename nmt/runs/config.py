@@ -25,6 +25,7 @@ class DataSettings:
     tokenizer: dict     # nmt.data.tokenizer settings
     max_len: int
     cache_dir: str
+    alignment: str | None  # Pharaoh file of the train split (supervised alignment), None = none
 
     def split_name(self, split: str) -> str:
         """A key of data.splits (valid) or a corpus split name (test_2017_flickr) as the corpus names it."""
@@ -34,8 +35,9 @@ class DataSettings:
         """root, cache_dir and the corpus paths made absolute, so a stored config works from any directory."""
         corpus = {k: (os.path.abspath(v) if k in CORPUS_PATH_KEYS and isinstance(v, str) else v)
                   for k, v in self.corpus.items()}
+        alignment = None if self.alignment is None else os.path.abspath(self.alignment)
         return replace(self, root=os.path.abspath(self.root), cache_dir=os.path.abspath(self.cache_dir),
-                       corpus=corpus)
+                       corpus=corpus, alignment=alignment)
 
     def rebased(self, new_root: str) -> DataSettings:
         """The same data under another root: every corpus path under the stored root moves with it, whatever
@@ -65,7 +67,7 @@ class RunConfig:
 
     @property
     def data(self) -> DataSettings:
-        node = self.values["data"]
+        node = {"alignment": None, **self.values["data"]}  # a run trained before data.alignment existed: none
         return DataSettings(**{f.name: node[f.name] for f in fields(DataSettings)})
 
     @property

@@ -141,6 +141,8 @@ def run_hparams(cfg: dict, parameters: int) -> dict:
     hp.update({f"trainer.{k}": trainer[k] for k in ("max_tokens", "accum_steps", "max_steps", "max_time_s",
                                                     "device")})
     hp["decode.beam_size"] = cfg["decode"]["beam_size"]
+    if "align_loss" in trainer:  # runs trained before supervised alignment existed have none
+        hp.update(flatten(trainer["align_loss"], "trainer.align_loss"))
     return hp
 
 

@@ -14,13 +14,75 @@ the maps a forward pass with need_weights=True returns (supervised_weights). Eve
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from nmt.attention.slot import Slot
 
 EPS = 1e-6  # inside every log: a linked piece with weight 0 costs log(1 / EPS) ~ 13.8, not infinity
 KINDS = ("soft", "hard")
+SLOT_CHOICES = ("penultimate", "last")  # or a cross slot's name: dec.<i>.cross, cross
+
+
+@dataclass
+class AlignLossSettings:
+    """Mirrors trainer.align_loss in configs/trainer/*.yaml (weight 0 = off)."""
+    weight: float          # lambda: loss = CE / target tokens + weight * align_sum / linked rows
+    slot: str              # penultimate | last | a cross slot name (dec.1.cross, cross)
+    head: int              # the supervised head of that slot
+    kind: str              # soft (KL, every soft type) | hard (HardAttention's sample)
+    centre_weight: float   # local-p: weight of the centre loss ((p_t - c_t) / D)^2 beside the soft one
+
+    def __post_init__(self):
+        for key in ("weight", "centre_weight"):
+            if getattr(self, key) < 0:
+                raise ValueError(f"trainer.align_loss.{key} must be >= 0 (0 = off), got {getattr(self, key)}")
+        if self.head < 0:
+            raise ValueError(f"trainer.align_loss.head must be >= 0, got {self.head}")
+        if self.kind not in KINDS:
+            raise ValueError(f"trainer.align_loss.kind must be one of {KINDS}, got {self.kind!r}")
+
+
+@dataclass(frozen=True)
+class AlignSpec:
+    """The supervision of one model, resolved (align_spec): what nmt.training.step.train_step reads."""
+    slot: Slot
+    head: int
+    kind: str
+    weight: float
+    centre_weight: float
+    half_width: int | None  # D of the slot's window (local-p's centre loss), None when not windowed
+
+
+def resolve_slot(setting: str, slots: list[str]) -> Slot:
+    """trainer.align_loss.slot against a model's slots: penultimate (Garg et al. 2019), last, or a name."""
+    cross = sorted((Slot(s) for s in slots if Slot(s).is_cross), key=lambda s: s.depth)
+    if not cross:
+        raise ValueError(f"trainer.align_loss: no cross-attention slot among {list(slots)}")
+    if setting == "penultimate":
+        return penultimate_cross(slots)
+    if setting == "last":
+        return cross[-1]
+    if setting not in cross:
+        raise ValueError(f"trainer.align_loss.slot={setting!r} is not a cross slot of this model; choose "
+                         f"{' | '.join(SLOT_CHOICES)} or one of {[str(s) for s in cross]}")
+    return Slot(setting)
+
+
+def align_spec(settings: AlignLossSettings, model: nn.Module) -> AlignSpec | None:
+    """The resolved supervision of `model` (a Seq2Seq), or None when trainer.align_loss.weight is 0 (off).
+    Raises ValueError naming trainer.align_loss.slot / head when the model has no such slot or head."""
+    modules = model.attention_modules()  # {slot: module}
+    slot = resolve_slot(settings.slot, list(modules))
+    heads = getattr(modules[slot], "num_heads", 1)  # single-head modules carry no num_heads
+    if settings.head >= heads:
+        raise ValueError(f"trainer.align_loss.head={settings.head} but slot {slot} has heads 0..{heads - 1}")
+    if settings.weight == 0:
+        return None
+    return AlignSpec(slot, settings.head, settings.kind, settings.weight, settings.centre_weight,
+                     model.attention_windows().get(slot))
 
 
 def supervised_weights(maps: dict[str, Tensor], slot: str, head: int) -> Tensor:
@@ -97,3 +159,14 @@ def align_loss(weights: Tensor, target: Tensor, kind: str) -> Tensor:
         raise ValueError(f"trainer.align_loss.kind must be one of {KINDS}, got {kind!r}")
     total = soft_align_sum(weights, target) if kind == "soft" else hard_align_sum(weights, target)
     return total / linked_rows(target).sum().clamp(min=1)  # no host sync
+
+
+def supervised_sum(spec: AlignSpec, maps: dict[str, Tensor], centres: dict[str, Tensor], target: Tensor) -> Tensor:
+    """One micro-batch's summed alignment loss over its linked rows: maps {slot: (B, H, T, S)} and centres
+    {slot: (B, T)} of a forward with need_weights=True, target (B, T, S) (Batch.align). The soft or hard sum,
+    plus centre_weight times local-p's centre sum when the slot predicts centres."""
+    weights = supervised_weights(maps, spec.slot, spec.head)  # (B, T, S)
+    total = soft_align_sum(weights, target) if spec.kind == "soft" else hard_align_sum(weights, target)
+    if spec.centre_weight and spec.half_width and spec.slot in centres:
+        total = total + spec.centre_weight * centre_sum(centres[spec.slot], target, spec.half_width)
+    return total

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from nmt.data.batching import Batch
+from nmt.training.align_loss import AlignSpec, supervised_sum
 from nmt.training.loss import label_smoothed_loss
 
 # torch.compile: a decoder that loops over the target in Python (the RNN step decoder) is unrolled into one
@@ -33,9 +34,29 @@ class StepParts:
     device: torch.device
     world: int              # DDP ranks (1 = single process)
     compiled: bool = False  # net is a CompiledNet: batches are bucketed and marked dynamic (compile_batch)
+    align: AlignSpec | None = None  # trainer.align_loss (nmt.training.align_loss.align_spec); None = off
 
 
-def train_step(parts: StepParts, micro: list[Batch], total: int) -> dict[str, Tensor | bool]:
+
+def micro_loss(parts: StepParts, b: Batch) -> tuple[Tensor, Tensor, Tensor | None]:
+    """Forward one micro-batch -> (label-smoothed loss sum, NLL sum, alignment loss sum or None when off).
+
+    With supervision on (parts.align) the forward also returns the attention maps (need_weights) and the
+    sum runs over the batch's linked rows (nmt.training.align_loss.supervised_sum on Batch.align)."""
+    if parts.align is None:
+        out, _ = parts.net(b.src, b.src_lengths, b.tgt_in)
+    else:
+        out, _ = parts.net(b.src, b.src_lengths, b.tgt_in, need_weights=True)
+    loss, nll = label_smoothed_loss(out.logits, b.tgt_out, parts.pad_id, parts.label_smoothing)
+    if parts.align is None:
+        return loss, nll, None
+    if b.align is None:
+        raise ValueError("trainer.align_loss.weight > 0 but the batch carries no alignment: set data.alignment "
+                         "to the Pharaoh file of the training split")
+    return loss, nll, supervised_sum(parts.align, out.attention, out.centres, b.align)
+
+
+def train_step(parts: StepParts, micro: list[Batch], total: int, align_total: int = 0) -> dict[str, Tensor | bool]:
     """Forward/backward over this rank's micro-batches, clip, and update unless non-finite.
 
     The loss is normalised by `total`, the target tokens of the whole global batch (all ranks):
@@ -46,8 +67,14 @@ def train_step(parts: StepParts, micro: list[Batch], total: int) -> dict[str, Te
     gradient reaches the fused optimizer as `found_inf` on the device, which skips the update there
     (its step count included), as torch.amp's GradScaler does; the trainer reads `applied` at its
     logging interval (tests/training/test_syncs.py counts the syncs).
+
+    With alignment supervision (parts.align) the loss gains align.weight * align_sum / align_total,
+    align_total the linked target rows of the global batch (Batch.n_align_rows, summed on the host like
+    `total`), and the result carries this rank's `align_sum`.
     """
     scale = parts.world / total
+    align_scale = parts.world / max(align_total, 1)  # no linked row: the sum is 0 anyway
+    align_sum = torch.zeros((), device=parts.device)
     loss_sum = nll_sum = torch.zeros((), device=parts.device)
     for i, b in enumerate(micro):
         b = b.to(parts.device, non_blocking=True)
@@ -56,9 +83,12 @@ def train_step(parts: StepParts, micro: list[Batch], total: int) -> dict[str, Te
         sync = parts.world == 1 or i == len(micro) - 1  # all-reduce once per step
         with torch.autocast(parts.device.type, dtype=torch.bfloat16, enabled=parts.amp), \
                 (contextlib.nullcontext() if sync else parts.net.no_sync()):
-            out, _ = parts.net(b.src, b.src_lengths, b.tgt_in)
-            loss, nll = label_smoothed_loss(out.logits, b.tgt_out, parts.pad_id, parts.label_smoothing)
-            (loss * scale).backward()
+            loss, nll, align = micro_loss(parts, b)
+            objective = loss * scale
+            if align is not None:
+                objective = objective + parts.align.weight * align_scale * align
+                align_sum = align_sum + align.detach()
+            objective.backward()
         loss_sum, nll_sum = loss_sum + loss.detach(), nll_sum + nll.detach()
     norm = torch.nn.utils.clip_grad_norm_(parts.model.parameters(), parts.clip_grad_norm)
     applied = torch.isfinite(norm) & torch.isfinite(loss_sum)  # () bool, on the device
@@ -68,7 +98,8 @@ def train_step(parts: StepParts, micro: list[Batch], total: int) -> dict[str, Te
     elif bool(applied):  # an optimizer without found_inf (a caller's own): one host sync
         parts.optimizer.step()
     parts.optimizer.zero_grad(set_to_none=True)
-    return {"loss_sum": loss_sum, "nll_sum": nll_sum, "grad_norm": norm, "applied": applied}
+    out = {"loss_sum": loss_sum, "nll_sum": nll_sum, "grad_norm": norm, "applied": applied}
+    return out if parts.align is None else {**out, "align_sum": align_sum}
 
 
 class CompiledNet(nn.Module):
@@ -93,17 +124,22 @@ def compile_batch(b: Batch, pad_id: int, unrolls_target: bool) -> Batch:
     """The batch as the compiled net sees it: the target padded to a multiple of TARGET_BUCKET when the
     decoder unrolls a loop over it (pad labels add nothing to the loss), and batch, source and (otherwise)
     target lengths marked dynamic, so that one graph serves them all."""
-    src, tgt_in, tgt_out = b.src, b.tgt_in, b.tgt_out  # (B, S), (B, T)
+    src, tgt_in, tgt_out, align = b.src, b.tgt_in, b.tgt_out, b.align  # (B, S), (B, T), (B, T, S) or None
+    extra_s = extra_t = 0
     if src.size(1) == 1:  # dynamo specialises sizes 0 and 1: a one-token source gets a pad key (masked)
+        extra_s = 1
         src = F.pad(src, (0, 1), value=pad_id)  # (B, 2)
     if unrolls_target:
-        extra = -tgt_in.size(1) % TARGET_BUCKET
-        tgt_in, tgt_out = (F.pad(t, (0, extra), value=pad_id) for t in (tgt_in, tgt_out))  # (B, T + extra)
-    b = replace(b, src=src, tgt_in=tgt_in, tgt_out=tgt_out)
-    for t in (b.src, b.src_lengths, b.tgt_in, b.tgt_out):
+        extra_t = -tgt_in.size(1) % TARGET_BUCKET
+        tgt_in, tgt_out = (F.pad(t, (0, extra_t), value=pad_id) for t in (tgt_in, tgt_out))  # (B, T + extra_t)
+    if align is not None:  # padded rows and columns carry no link: they add nothing to the alignment loss
+        align = F.pad(align, (0, extra_s, 0, extra_t))  # (B, T + extra_t, S + extra_s)
+    b = replace(b, src=src, tgt_in=tgt_in, tgt_out=tgt_out, align=align)
+    for t in (b.src, b.src_lengths, b.tgt_in, b.tgt_out, *([] if align is None else [align])):
         torch._dynamo.maybe_mark_dynamic(t, 0)  # B
-    torch._dynamo.maybe_mark_dynamic(b.src, 1)  # S
+    for t in (b.src, *([] if align is None else [align])):
+        torch._dynamo.maybe_mark_dynamic(t, t.dim() - 1)  # S
     if not unrolls_target:
-        for t in (b.tgt_in, b.tgt_out):
+        for t in (b.tgt_in, b.tgt_out, *([] if align is None else [align])):
             torch._dynamo.maybe_mark_dynamic(t, 1)  # T
     return b

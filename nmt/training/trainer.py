@@ -22,6 +22,7 @@ from nmt.scoring import corpus_scores
 from nmt.tracking import RunLogger
 from nmt.models.seq2seq import Seq2Seq
 from nmt.runs import checkpoint as ckpt
+from nmt.training.align_loss import AlignLossSettings, align_spec
 from nmt.training.distributed import DistInfo
 from nmt.training.loss import label_smoothed_loss, perplexity
 from nmt.training.optim import OptimSettings, Scheduler, build_optimizer
@@ -52,8 +53,11 @@ class TrainSettings:
     max_nonfinite: int
     compile: bool
     prefetch: int
+    align_loss: AlignLossSettings
 
     def __post_init__(self):
+        if isinstance(self.align_loss, dict):  # TrainSettings(**a plain trainer node)
+            self.align_loss = AlignLossSettings(**self.align_loss)
         for key in ("max_tokens", "accum_steps", "max_steps", "max_epochs", "valid_every", "save_every",
                     "log_every", "keep_last", "patience", "max_nonfinite", "valid_beam_size"):
             if getattr(self, key) < 1:
@@ -141,7 +145,7 @@ class Trainer:
         self.scheduler = Scheduler(self.optimizer, optim)
         self.step_parts = StepParts(net, self.model, self.optimizer, parts.tgt_tok.pad_id, optim.label_smoothing,
                                     optim.clip_grad_norm, settings.amp, self.device, self.dist.world,
-                                    compiled=settings.compile)
+                                    compiled=settings.compile, align=align_spec(settings.align_loss, self.model))
         self.progress = Progress()
         # the training batches, built trainer.prefetch ahead by a thread (0: in the loop); checkpoints save
         # the state of the batches consumed (nmt.data.prefetch)
@@ -149,6 +153,7 @@ class Trainer:
                         else parts.batches)
         self.window: list[dict] = []  # step results since the last log line
         self.train_summary = ""  # "loss .. ppl .. lr .. tok/s" of the last log_train, shown on validation lines
+        self.last_align_loss: float | None = None  # train/align_loss of the last log_train (supervision on)
         # trainer.valid_beam_size, and a search even when decode.sampling draws: early stopping reads this BLEU
         self.valid_decode = replace(decode, beam_size=settings.valid_beam_size, sampling="none")
         self.signal = StopOnSignal()  # entered by fit(); idle (nothing received) before
@@ -157,21 +162,24 @@ class Trainer:
         self.worst_nonfinite = 0  # the longest streak read so far (read_nonfinite, at log intervals)
 
     # ---------------------------------------------------------------- one step
-    def step(self, micro: list[Batch], total: int) -> dict:
-        """One optimiser step (nmt.training.step.train_step) plus the schedule and the counters."""
+    def step(self, micro: list[Batch], total: int, align_total: int = 0) -> dict:
+        """One optimiser step (nmt.training.step.train_step) plus the schedule and the counters; align_total:
+        the global batch's linked target rows (alignment supervision)."""
         p = self.progress
         lr = self.scheduler.step(p.step + 1)
-        out = train_step(self.step_parts, micro, total)
+        out = train_step(self.step_parts, micro, total, align_total)
         streak = torch.where(out["applied"], 0, self.nonfinite[0] + 1)  # () on the device: no host sync
         self.nonfinite = torch.stack([streak, torch.maximum(self.nonfinite[1], streak),
                                       self.nonfinite[2] + (~out["applied"]).long()])
         p.step += 1
         p.tokens += total
-        sums = torch.stack([out["loss_sum"], out["nll_sum"]])
+        sums = torch.stack([out["loss_sum"], out["nll_sum"], *([out["align_sum"]] if "align_sum" in out else [])])
         if self.dist.world > 1:  # the logged loss is the global batch's, as in single-process training
             torch.distributed.all_reduce(sums)
         result = {"loss": sums[0] / total, "nll": sums[1] / total, "grad_norm": out["grad_norm"], "lr": lr,
                   "tokens": total}
+        if "align_sum" in out:  # mean alignment loss per linked row (nmt.training.align_loss)
+            result["align_loss"] = sums[2] / max(align_total, 1)
         for callback in self.parts.callbacks:
             callback.on_step(self, result)
         return result
@@ -353,8 +361,8 @@ class Trainer:
                 micro.append(batch)
                 if len(micro) < k * self.dist.world:
                     continue
-                total = sum(b.n_tgt_tokens for b in micro)
-                self.window.append(self.step(micro[self.dist.rank * k: (self.dist.rank + 1) * k], total))
+                total, align_total = sum(b.n_tgt_tokens for b in micro), sum(b.n_align_rows for b in micro)
+                self.window.append(self.step(micro[self.dist.rank * k: (self.dist.rank + 1) * k], total, align_total))
                 micro = []
                 now = time.perf_counter()
                 p.elapsed_s += now - t0
@@ -410,9 +418,11 @@ class Trainer:
         mean = lambda key: float(torch.stack([torch.as_tensor(w[key]) for w in window]).mean())  # noqa: E731
         loss, nll, norm = mean("loss"), mean("nll"), mean("grad_norm")
         tok_s = self.progress.tokens / max(self.progress.train_s, 1e-9)
+        aligned = {"train/align_loss": mean("align_loss")} if "align_loss" in window[-1] else {}
         self.logger.scalars({"train/loss": loss, "train/ppl": perplexity(nll), "train/grad_norm": norm,
                              "train/lr": float(window[-1]["lr"]), "train/tokens_per_s": tok_s,
-                             "train/epoch": self.progress.epoch}, self.progress.step)
+                             "train/epoch": self.progress.epoch, **aligned}, self.progress.step)
+        self.last_align_loss = aligned.get("train/align_loss")  # metrics.json's train_align_loss
         self.train_summary = (f"loss {loss:.3f} ppl {perplexity(nll):.2f} lr {float(window[-1]['lr']):.2e} "
                               f"{tok_s:.0f} tok/s")
         if self.dist.main:  # one line per step, not one per rank

@@ -48,6 +48,7 @@ def test_numbers_match_each_runs_metrics(sweep):
         assert float(row["decode sentences/s"]) == m["decode_sentences_per_s"]
         assert float(row["peak memory MB"]) == m["peak_memory_mb"]
         assert float(row["minutes to best"]) == m["minutes_to_best"]
+        assert float(row["align weight"]) == 0.0  # trainer.align_loss.weight: these runs are unsupervised
     assert rows[0]["p (BLEU vs baseline)"] == ""  # the baseline itself
     assert 0 < float(rows[1]["p (BLEU vs baseline)"]) <= 1
 
