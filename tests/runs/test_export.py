@@ -94,3 +94,26 @@ def test_what_ctranslate2_cannot_run_is_refused_and_nothing_written(transformer_
     assert not (tmp_path / "rnn").exists()
     with pytest.raises(ValueError, match="quantization='int4' must be one of float32, int8"):
         job(ExportJob, compose_cfg([f"run_dir={tmp / 'run'}", f"out={tmp_path / 'x'}", "quantization=int4"], "export"))
+
+
+def test_the_speed_script_reports_every_engine_on_the_same_sentences(transformer_run, tmp_path):
+    """scripts/ct2_benchmark.py (the README's table): nmt, the float32 and the int8 export decode the same
+    sentences with the same beam; nmt's BLEU is that of nmt's own translations, and the exports stay close."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+    scripts = Path(__file__).resolve().parents[2] / "scripts"
+    sys.path.insert(0, str(scripts))
+    spec = importlib.util.spec_from_file_location("nmt_script_ct2_benchmark", scripts / "ct2_benchmark.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    tmp, model, src, ref = transformer_run
+    report = bench.main([str(tmp / "run"), "--max-sentences", "40", "--repeats", "1", "--threads", "1",
+                         "--beam", "2", "--md", str(tmp_path / "t.md")])
+    results = report["results"]
+    assert list(results) == ["nmt", "ctranslate2 float32", "ctranslate2 int8"] and report["sentences"] == 40
+    assert results["nmt"]["vs_nmt"] == 1.0 and all(r["sent_per_s"] > 0 for r in results.values())
+    ours = sacrebleu.corpus_bleu(model.translate(src[:40], beam_size=2), [ref[:40]]).score
+    assert results["nmt"]["bleu"] == round(ours, 2)
+    assert results["ctranslate2 float32"]["bleu"] >= 0.9 * ours  # beams differ by length normalisation only
+    assert "| ctranslate2 int8 |" in (tmp_path / "t.md").read_text()
