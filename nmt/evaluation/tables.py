@@ -46,7 +46,7 @@ def table(runs: list[Run], p_values: dict[str, float]) -> list[dict]:
 
 def align_weight(run: Run) -> float:
     """trainer.align_loss.weight of a run (0.0 for runs trained before supervised alignment existed)."""
-    return run.config.group("trainer").get("align_loss", {}).get("weight", 0.0)
+    return run.config.values.get("trainer", {}).get("align_loss", {}).get("weight", 0.0)
 
 
 def columns(rows: list[dict]) -> dict:

@@ -117,8 +117,8 @@ def test_non_finite_losses_skip_updates_then_stop_with_last_good_state(tmp_path,
         return (loss * float("nan"), nll) if calls[0] > 6 else (loss, nll)
     real_step = Trainer.step
 
-    def recording_step(self, micro, total):
-        out = real_step(self, micro, total)
+    def recording_step(self, *args):
+        out = real_step(self, *args)
         weights[self.progress.step] = {k: v.clone() for k, v in self.model.state_dict().items()}
         return out
     monkeypatch.setattr("nmt.training.step.label_smoothed_loss", nan_after_six)
