@@ -55,13 +55,14 @@ class RunSettings:
     progress_bar: bool
 
 
-def load_data(data: DataSettings) -> DataBundle:
-    """The DataBundle; with data.alignment also the piece links of the kept train pairs (a bad file raises
-    AlignmentFileError naming its line; ~2 s for Multi30k's 29,000 pairs, so they are not cached)."""
+def load_data(data: DataSettings, supervised: bool) -> DataBundle:
+    """The DataBundle; when `supervised` (trainer.align_loss.weight > 0) also the piece links of the kept train
+    pairs from data.alignment (a bad file raises AlignmentFileError naming its line; ~2 s for Multi30k's
+    29,000 pairs, so they are not cached). With the loss off no batch carries alignment rows."""
     corpus = build_corpus(data.corpus)
     bundle = prepare_data(corpus=corpus, splits=dict(data.splits), tokenizer=data.tokenizer,
                           max_len=data.max_len, cache_dir=data.cache_dir)
-    if data.alignment is not None:
+    if supervised and data.alignment is not None:
         bundle.train_links = split_piece_links(data.alignment, corpus, data.split_name("train"), bundle.src_tok,
                                                bundle.tgt_tok, bundle.train_rows)
     return bundle
@@ -125,9 +126,11 @@ def train_locked(settings: RunSettings, dist: DistInfo, device: torch.device,
     check_run_dir(run_dir, settings.trainer.resume)
     for callback in callbacks:
         callback.on_start()
-    data = load_data(settings.config.data) if dist.main else None  # rank 0 fills the tokenizer and id caches first
+    supervised = settings.trainer.align_loss.weight > 0
+    # rank 0 fills the tokenizer and id caches first; the other ranks then hit them
+    data = load_data(settings.config.data, supervised) if dist.main else None
     dist.barrier()
-    data = data or load_data(settings.config.data)  # other ranks hit the tokenizer and id caches rank 0 wrote
+    data = data or load_data(settings.config.data, supervised)
     trainer = build_trainer(settings, data, device, dist, callbacks)
     if dist.main:  # after the checkpoint check in build_trainer
         save_run_files(run_dir, settings.config, data.src_tok, data.tgt_tok)

@@ -37,18 +37,15 @@ class StepParts:
     align: AlignSpec | None = None  # trainer.align_loss (nmt.training.align_loss.align_spec); None = off
 
 
-
 def micro_loss(parts: StepParts, b: Batch) -> tuple[Tensor, Tensor, Tensor | None]:
     """Forward one micro-batch -> (label-smoothed loss sum, NLL sum, alignment loss sum or None when off).
 
     With supervision on (parts.align) the forward also returns the attention maps (need_weights) and the
     sum runs over the batch's linked rows (nmt.training.align_loss.supervised_sum on Batch.align)."""
-    if parts.align is None:
-        out, _ = parts.net(b.src, b.src_lengths, b.tgt_in)
-    else:
-        out, _ = parts.net(b.src, b.src_lengths, b.tgt_in, need_weights=True)
+    supervised = parts.align is not None
+    out, _ = parts.net(b.src, b.src_lengths, b.tgt_in, need_weights=supervised)
     loss, nll = label_smoothed_loss(out.logits, b.tgt_out, parts.pad_id, parts.label_smoothing)
-    if parts.align is None:
+    if not supervised:
         return loss, nll, None
     if b.align is None:
         raise ValueError("trainer.align_loss.weight > 0 but the batch carries no alignment: set data.alignment "
