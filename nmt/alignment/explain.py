@@ -252,7 +252,8 @@ def explain_run(cfg: ExplainJob) -> dict:
     device = pick_device(cfg.device)
     trained = load_trained(Path(cfg.run_dir), cfg.checkpoint, device, cfg.data_root)
     if cfg.split not in trained.config.data.splits:
-        raise ValueError(f"split={cfg.split} is not one of the run's data.splits ({', '.join(trained.config.data.splits)})")
+        splits = ", ".join(trained.config.data.splits)
+        raise ValueError(f"split={cfg.split} is not one of the run's data.splits ({splits})")
     pairs = trained.load_split(cfg.split)
     pairs = pairs.select(range(min(cfg.max_sentences, len(pairs))))
     settings = ExplainSettings(list(cfg.counterfactuals), cfg.seed, cfg.gradient, cfg.leave_one_out, cfg.chunk)

@@ -63,8 +63,8 @@ def run_settings(cfg: DictConfig) -> RunSettings:
     config = RunConfig(OmegaConf.to_container(cfg, resolve=True))
     config = config.with_data(config.data.absolute())
     probes = {k: v for k, v in group("logger").items() if k in ProbeSettings.__dataclass_fields__}
-    settings = RunSettings(typed(TrainSettings, "trainer", group("trainer")), typed(OptimSettings, "optim", group("optim")),
-                           typed(DecodeSettings, "decode", group("decode")), typed(ProbeSettings, "logger", probes),
+    settings = RunSettings(typed(TrainSettings, "trainer", group("trainer")),
+                           typed(OptimSettings, "optim", group("optim")), typed(DecodeSettings, "decode", group("decode")), typed(ProbeSettings, "logger", probes),
                            config, None if cfg.run_dir is None else Path(cfg.run_dir),
                            bool(cfg.logger.tensorboard), bool(cfg.logger.progress_bar))
     check_labels(config.model)

@@ -58,7 +58,8 @@ def newest_states(run_dir: Path, n: int) -> list[tuple[Path, dict]]:
 
 def _keep_last(run_dir: Path) -> str:
     """trainer.keep_last from the run's config.yaml, for the refusal message."""
-    return f"trainer.keep_last={RunConfig.load(run_dir / 'config.yaml').values.get('trainer', {}).get('keep_last', '?')}"
+    trainer = RunConfig.load(run_dir / "config.yaml").values.get("trainer", {})
+    return f"trainer.keep_last={trainer.get('keep_last', '?')}"
 
 
 def check_same_model(states: list[tuple[Path, dict]]) -> None:
