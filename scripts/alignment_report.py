@@ -138,7 +138,8 @@ def main(argv: list[str]) -> None:
                                                 "centre_error_vs_gold": centre_error})
         label = attention_label(trained.config.model)
         summary.append(summary_row(run_dir, trained, scores, result, centre_error))
-        details += [scores_markdown(scores, f"{run_dir.name} ({label})"), explain_markdown(result, settings.counterfactuals)]
+        details += [scores_markdown(scores, f"{run_dir.name} ({label})"),
+                    explain_markdown(result, settings.counterfactuals)]
         print(f"{run_dir}: AER {summary[-1]}", file=sys.stderr)
     text = ["## Attention types: alignment and counterfactuals", "",
             f"AER against `{args.gold.name}` (forced decoding of each run's test references); counterfactuals on "

@@ -96,7 +96,8 @@ def run_one(side: str, model: str, args: argparse.Namespace) -> dict:
     print(f"[cpu_race] {name}: {' '.join(cmd)}", file=sys.stderr, flush=True)
     record = {"run": name, "side": side, "model": model, "budget_s": args.budget, "command": cmd,
               "revision": args.before if side == "before" else head_revision() if side == "nmt" else "joeynmt 2.3.0",
-              "load_1m_start": loadavg(), "date": datetime.datetime.now(datetime.timezone.utc).isoformat("T", "seconds")}
+              "load_1m_start": loadavg(),
+              "date": datetime.datetime.now(datetime.timezone.utc).isoformat("T", "seconds")}
     start = time.perf_counter()
     with log.open("w") as out:
         try:

@@ -21,7 +21,8 @@ def trained(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("report_run")
     torch.set_num_threads(1)
     cfg = compose_cfg([o for o in TOY_TRAIN if o not in TINY_RNN] + TINY_TRANSFORMER + [
-        f"run_dir={tmp / 'run'}", f"data.cache_dir={tmp / 'cache'}", "data.corpus.task=copy", "trainer.max_steps=10", "trainer.num_threads=1", "logger.probe_sentences=0",
+        f"run_dir={tmp / 'run'}", f"data.cache_dir={tmp / 'cache'}", "data.corpus.task=copy",
+        "trainer.max_steps=10", "trainer.num_threads=1", "logger.probe_sentences=0",
         "logger.stats_sentences=0"])
     train(cfg)
     return load_trained(tmp / "run", "best", torch.device("cpu"))

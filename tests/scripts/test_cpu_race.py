@@ -51,12 +51,12 @@ def test_each_side_reports_its_own_run_and_the_before_side_imports_the_old_tree(
 
 
 def test_ratios_are_over_joeynmt_of_the_same_model(race):
-    rec = lambda side, model, tok: {"run": f"{side}_{model}", "side": side, "model": model, "budget_s": 240.0,  # noqa: E731
-                                    "revision": "r", "load_1m_start": 0.1, "load_1m_end": 2.0,
-                                    "figures": {"tgt_tok_s": tok, "steps": 10, "test_bleu": 20.0}}
+    def rec(side, model, tok):
+        return {"run": f"{side}_{model}", "side": side, "model": model, "budget_s": 240.0, "revision": "r",
+                "load_1m_start": 0.1, "load_1m_end": 2.0, "figures": {"tgt_tok_s": tok, "steps": 10, "test_bleu": 20.0}}
     md = race.markdown([rec("joey", "rnn", 1000.0), rec("nmt", "rnn", 3000.0),
                         rec("joey", "transformer", 500.0), rec("nmt", "transformer", 750.0)])
-    rows = [line.split(" | ") for line in md.splitlines() if line.startswith("| rnn") or line.startswith("| transformer")]
+    rows = [line.split(" | ") for line in md.splitlines() if line.startswith(("| rnn", "| transformer"))]
     assert [r[5] for r in rows] == ["n/a", "3.00", "n/a", "1.50"]
 
 
