@@ -30,7 +30,8 @@ MODELS = {  # model -> (nmt overrides, the kit's JoeyNMT CPU config)
 }
 VENV_SETUP = ("python3 -m venv .peer/venv && .peer/venv/bin/pip install torch==2.13.0 && .peer/venv/bin/pip "
               "install --no-deps .peer/whl/*.whl && .peer/venv/bin/pip install pyyaml sentencepiece sacrebleu "
-              "tensorboard subword-nmt sacremoses six wrapt yapf")
+              "tensorboard subword-nmt sacremoses six wrapt yapf "
+              "matplotlib seaborn")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
