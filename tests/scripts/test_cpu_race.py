@@ -10,13 +10,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from bench_common import TINY  # scripts/, put on sys.path by this folder's conftest
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "cpu_race.py"
 TOY = ["data=toy", "data.corpus.eval_size=40", "trainer.device=cpu", "trainer.num_threads=1",
-       "logger.probe_sentences=0", "logger.stats_sentences=0", *(
-           "model.encoder.emb_size=16", "model.encoder.hidden_size=16", "model.decoder.emb_size=32",
-           "model.decoder.hidden_size=32")]
+       "logger.probe_sentences=0", "logger.stats_sentences=0", *TINY["rnn"]]
 
 
 @pytest.fixture(scope="module")
