@@ -28,6 +28,10 @@ MODELS = {  # model -> (nmt overrides, the kit's JoeyNMT CPU config)
     "rnn": ((), "rnn_cpu"),
     "transformer": (("+experiment=self",), "transformer_cpu"),
 }
+# `python -c` puts the working directory (ROOT) first on sys.path; dropping it lets PYTHONPATH pick the tree
+# (python -P does the same, from 3.11 on only)
+DROP_CWD = "import sys; sys.path.pop(0); "
+RUN_TRAIN = DROP_CWD + "import runpy; sys.argv[0] = 'nmt-train'; runpy.run_module('nmt.cli.train', run_name='__main__')"
 VENV_SETUP = ("python3 -m venv .peer/venv && .peer/venv/bin/pip install torch==2.13.0 && .peer/venv/bin/pip "
               "install --no-deps .peer/whl/*.whl && .peer/venv/bin/pip install pyyaml sentencepiece sacrebleu "
               "tensorboard subword-nmt sacremoses six wrapt yapf "
@@ -78,10 +82,9 @@ def command(side: str, model: str, args: argparse.Namespace, run_dir: Path) -> t
         return [str(check_joey()), str(PEER / "run_joey.py"), str(KIT / "cpu" / f"{joey_config}.yaml"),
                 str(args.budget), str(run_dir / "summary.json")], {}
     src = before_tree(args.out, args.before) if side == "before" else ROOT
-    # -P: the working directory (ROOT) is not put first on sys.path, so PYTHONPATH picks the tree
     env = {"NMT_DATA_DIR": str(default_data_dir()),
            "PYTHONPATH": os.pathsep.join(filter(None, [str(src), os.environ.get("PYTHONPATH")]))}
-    return [sys.executable, "-P", "-m", "nmt.cli.train", *overrides, f"trainer.max_time_s={args.budget}",
+    return [sys.executable, "-c", RUN_TRAIN, *overrides, f"trainer.max_time_s={args.budget}",
             "logger.progress_bar=false", *args.override, f"run_dir={run_dir}", f"hydra.run.dir={run_dir}"], env
 
 
@@ -108,7 +111,8 @@ def run_one(side: str, model: str, args: argparse.Namespace) -> dict:
             rc = "timeout"
     record.update(rc=rc, wall_s=round(time.perf_counter() - start, 1), load_1m_end=loadavg())
     if side != "joey":  # which source tree the run imported (before: OUT/src_<rev>)
-        record["nmt_source"] = subprocess.run([sys.executable, "-P", "-c", "import nmt; print(nmt.__file__)"], cwd=ROOT,
+        which = DROP_CWD + "import nmt; print(nmt.__file__)"
+        record["nmt_source"] = subprocess.run([sys.executable, "-c", which], cwd=ROOT,
                                               env={**os.environ, **env}, capture_output=True, text=True).stdout.strip()
     try:
         record["figures"] = nmt_figures(run_dir) if side != "joey" else \
