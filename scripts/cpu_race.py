@@ -31,7 +31,8 @@ MODELS = {  # model -> (nmt overrides, the kit's JoeyNMT CPU config)
 # `python -c` puts the working directory (ROOT) first on sys.path; dropping it lets PYTHONPATH pick the tree
 # (python -P does the same, from 3.11 on only)
 DROP_CWD = "import sys; sys.path.pop(0); "
-RUN_TRAIN = DROP_CWD + "import runpy; sys.argv[0] = 'nmt-train'; runpy.run_module('nmt.cli.train', run_name='__main__')"
+RUN_TRAIN = DROP_CWD + ("import runpy; sys.argv[0] = 'nmt-train'; "
+                        "runpy.run_module('nmt.cli.train', run_name='__main__')")
 VENV_SETUP = ("python3 -m venv .peer/venv && .peer/venv/bin/pip install torch==2.13.0 && .peer/venv/bin/pip "
               "install --no-deps .peer/whl/*.whl && .peer/venv/bin/pip install pyyaml sentencepiece sacrebleu "
               "tensorboard subword-nmt sacremoses six wrapt yapf "
@@ -92,9 +93,7 @@ def run_one(side: str, model: str, args: argparse.Namespace) -> dict:
     """Train and test one run; its record (figures, or the error and the end of its log)."""
     name = f"{side}_{model}"
     run_dir = args.out / "runs" / name
-    if run_dir.exists():
-        raise SystemExit(f"{run_dir} exists: choose another OUT or delete it (nothing is overwritten)")
-    run_dir.mkdir(parents=True)
+    run_dir.mkdir(parents=True)  # main checked that no run dir exists
     cmd, env = command(side, model, args, run_dir)
     log = args.out / "runs" / f"{name}.log"
     print(f"[cpu_race] {name}: {' '.join(cmd)}", file=sys.stderr, flush=True)
@@ -150,6 +149,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if "joey" in args.sides:
         check_joey()  # before anything is written
+    taken = [d for d in (args.out / "runs" / f"{side}_{model}" for model in args.models for side in args.sides)
+             if d.exists()]
+    if taken:
+        raise SystemExit(f"{', '.join(map(str, taken))} exist(s): choose another OUT or delete them (nothing is "
+                         "overwritten)")
+    if args.before and "before" in args.sides and subprocess.run(
+            ["git", "-C", str(ROOT), "rev-parse", "--verify", "--quiet", f"{args.before}^{{commit}}"],
+            capture_output=True).returncode:
+        raise SystemExit(f"--before {args.before}: no such commit in {ROOT}; give a revision `git log` shows")
     args.out.mkdir(parents=True, exist_ok=True)
     records = []
     for model in args.models:

@@ -69,6 +69,12 @@ def test_a_missing_kit_is_named_before_anything_is_written(race, tmp_path, monke
 def test_an_existing_run_dir_is_not_overwritten(race, tmp_path):
     (tmp_path / "runs" / "nmt_rnn").mkdir(parents=True)
     (tmp_path / "runs" / "nmt_rnn" / "keep.txt").write_text("mine")
-    with pytest.raises(SystemExit, match="exists"):
+    with pytest.raises(SystemExit, match=r"nmt_rnn exist"):
         race.main([str(tmp_path), "--models", "rnn", "--sides", "nmt"])
     assert (tmp_path / "runs" / "nmt_rnn" / "keep.txt").read_text() == "mine"
+
+
+def test_an_unknown_before_revision_is_named_before_anything_is_written(race, tmp_path):
+    with pytest.raises(SystemExit, match="no-such-rev"):
+        race.main([str(tmp_path / "out"), "--before", "no-such-rev", "--sides", "before"])
+    assert not (tmp_path / "out").exists()
