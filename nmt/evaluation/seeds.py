@@ -3,14 +3,12 @@ group gets mean ± standard deviation of its test scores, and a two-level paired
 baseline's group tests the difference of mean BLEU over both sources of chance.
 
 The test (Koehn 2004's paired bootstrap, extended to seeds): every resample draws the test sentences
-with replacement (sacreBLEU's draw: same generator, same SACREBLEU_SEED, the same draw for every run, so
-the test is paired on the test set) and, within each group, the seeds with replacement; the statistic
-is d = mean_seeds BLEU(group) - mean_seeds BLEU(baseline group). The signed resampled d are shifted to
-mean 0 to stand for the null hypothesis (Efron & Tibshirani 1993, Sec. 16.4), and the two-sided
-p = (#{|d_b - mean d_b| >= |d_observed|} + 1) / (resamples + 1).
-
-This is not sacreBLEU's PairedTest p (the per-run column): sacreBLEU 2.x centres |d_b| instead of d_b,
-which gives p = 1 / (resamples + 1) for two identical systems (tests/evaluation/test_significance.py). Seed resampling with k seeds underestimates the seed
+with replacement (nmt.scoring.bootstrap_draws: sacreBLEU's draw, the same for every run, so the test is
+paired on the test set) and, within each group, the seeds with replacement; the statistic is
+d = mean_seeds BLEU(group) - mean_seeds BLEU(baseline group), and p is nmt.scoring.bootstrap_p: the
+resampled d shifted to mean 0 for the null, two-sided, p = (#{|d_b - mean d_b| >= |d_observed|} + 1) /
+(resamples + 1). With one seed per group it is the per-run p of nmt-compare's table
+(nmt.scoring.paired_bootstrap), to the last digit. Seed resampling with k seeds underestimates the seed
 variance by (k - 1) / k: with 3 seeds, read p near 0.05 with care.
 """
 from __future__ import annotations
@@ -18,14 +16,14 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from nmt.runs.trained import attention_label
-from nmt.scoring import bleu_of, sentence_stats
+from nmt.scoring import (BootstrapDraws, bleu_of, bootstrap_draws, bootstrap_p, resampled_bleu,
+                         sentence_stats)
 
 log = logging.getLogger("nmt.compare")
 
@@ -88,22 +86,9 @@ def summary(group: SeedGroup) -> dict:
     return row
 
 
-@dataclass
-class BootstrapDraws:
-    sentences: np.ndarray           # (samples, N) sentence indices, shared by every system
-    rng: np.random.Generator        # seeds are drawn from here, after the sentences
-
-
-def draws(n_sentences: int, samples: int) -> BootstrapDraws:
-    """The sentence draw of sacreBLEU's paired bootstrap (same generator and seed: SACREBLEU_SEED)."""
-    seed = os.environ.get("SACREBLEU_SEED", "12345")
-    rng = np.random.default_rng(None if seed.lower() == "none" else int(seed))
-    return BootstrapDraws(rng.choice(n_sentences, size=(samples, n_sentences), replace=True), rng)
-
-
 def resampled_means(stats: list[np.ndarray], d: BootstrapDraws) -> np.ndarray:
     """stats: one (N, 10) array per seed -> (samples,) mean BLEU over seeds drawn with replacement."""
-    per_seed = np.array([[bleu_of(s[idx].sum(0)) for idx in d.sentences] for s in stats])  # (k, samples)
+    per_seed = np.array([resampled_bleu(s, d) for s in stats])  # (k, samples)
     if len(stats) == 1:
         return per_seed[0]
     pick = d.rng.integers(0, len(stats), size=(d.sentences.shape[0], len(stats)))  # (samples, k)
@@ -112,11 +97,9 @@ def resampled_means(stats: list[np.ndarray], d: BootstrapDraws) -> np.ndarray:
 
 def pooled_p_value(group: list[np.ndarray], baseline: list[np.ndarray], samples: int) -> float:
     """p of the difference of mean BLEU over seeds between two groups (module docstring)."""
-    observed = abs(np.mean([bleu_of(s.sum(0)) for s in group]) - np.mean([bleu_of(s.sum(0)) for s in baseline]))
-    d = draws(len(group[0]), samples)
-    diffs = resampled_means(group, d) - resampled_means(baseline, d)  # (samples,) signed
-    centred = np.abs(diffs - diffs.mean())  # the null: the same spread around no difference
-    return (int(np.sum(centred >= observed)) + 1) / (samples + 1)
+    observed = np.mean([bleu_of(s.sum(0)) for s in group]) - np.mean([bleu_of(s.sum(0)) for s in baseline])
+    d = bootstrap_draws(len(group[0]), samples)
+    return bootstrap_p(observed, resampled_means(group, d) - resampled_means(baseline, d))  # (samples,) signed d_b
 
 
 def group_stats(group: SeedGroup, refs: list[str]) -> list[np.ndarray] | None:

@@ -1,5 +1,6 @@
-"""Is a run's test BLEU different from the baseline's? Paired bootstrap over test sentences (one seed per
-system; nmt.evaluation.seeds pools seeds)."""
+"""Is a run's test BLEU different from the baseline's? The paired bootstrap over test sentences
+(nmt.scoring.paired_bootstrap: two-sided, resampled differences shifted to mean 0), one seed per system;
+nmt.evaluation.seeds pools seeds with the same test."""
 from __future__ import annotations
 
 import logging
@@ -26,7 +27,8 @@ def references(run: Run) -> list[str] | None:
 
 
 def significance(runs: list[Run], baseline: Run, samples: int) -> dict[str, float]:
-    """Paired bootstrap resampling (Koehn 2004) of test BLEU against the baseline, by sacrebleu."""
+    """{run name: p} of every other run's test BLEU against the baseline's: paired bootstrap resampling of the
+    test sentences (Koehn 2004; nmt.scoring.paired_bootstrap); {} when hypotheses or references are missing."""
     refs = references(baseline)
     systems = [(r.name, (r.path / "test.beam.hyp.txt").read_text(encoding="utf-8").splitlines())
                for r in [baseline, *[r for r in runs if r is not baseline]]

@@ -29,6 +29,14 @@ GOLD_NOTE = ("AER: last layer's cross-attention (heads averaged), forced decodin
              "the even-numbered test pairs (2nd, 4th, ...); the best selection is chosen by its AER on the "
              "odd-numbered pairs and reported on the held-out ones, so it is not an oracle figure.")
 
+P_NOTE = ("p: two-sided paired bootstrap of test BLEU against the baseline (Koehn 2004; {} resamples of the test "
+          "sentences, one draw shared by all runs; nmt.scoring.paired_bootstrap): the share of resamples whose "
+          "BLEU difference, shifted to mean 0 to stand for two equally good systems, is at least as large in size "
+          "as the observed one. p = 1: no evidence of a difference (identical outputs give exactly 1); p < 0.05: "
+          "a difference this large would arise from the choice of test sentences alone less than 1 time in 20 if "
+          "the systems were equally good. It does not cover the variance between seeds (the seed table does, for "
+          "runs that differ only in seed).")
+
 
 def table(runs: list[Run], p_values: dict[str, float]) -> list[dict]:
     """One row per run: the COLUMNS, read from each run's metrics.json (None when absent)."""
@@ -68,9 +76,8 @@ def write_markdown(rows: list[dict], path: Path, baseline: Run, samples: int) ->
              "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     lines += ["| " + " | ".join(fmt(c, row[c]) for c in cols) + " |" for row in rows]
     peak_kinds = sorted({str(row["peak memory kind"]) for row in rows})
-    lines += ["", f"BLEU, chrF, TER: test set, beam search, sacreBLEU. Baseline: `{baseline.name}`. p: paired "
-              f"bootstrap resampling of test BLEU against the baseline (sacrebleu, {samples} resamples; "
-              "p < 0.05: the difference is unlikely to be chance).",
+    lines += ["", f"BLEU, chrF, TER: test set, beam search, sacreBLEU. Baseline: `{baseline.name}`. "
+              + P_NOTE.format(samples),
               f"Peak memory: {', '.join(peak_kinds)} (cuda_max_allocated: GPU allocator peak; cpu_peak_rss: "
               "the job's peak resident set size). Minutes to best: wall time until the best validation.",
               *([GOLD_NOTE] if "AER" in cols else []),

@@ -10,6 +10,8 @@ from PIL import Image
 import nmt.cli.compare as compare_cli
 from helpers import train
 from nmt.cli.common import config_dir
+from nmt.evaluation.tables import P_NOTE
+from nmt.scoring import paired_bootstrap
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +52,15 @@ def test_numbers_match_each_runs_metrics(sweep):
         assert float(row["minutes to best"]) == m["minutes_to_best"]
         assert float(row["align weight"]) == 0.0  # trainer.align_loss.weight: these runs are unsupervised
     assert rows[0]["p (BLEU vs baseline)"] == ""  # the baseline itself
-    assert 0 < float(rows[1]["p (BLEU vs baseline)"]) <= 1
+    hyps = [(r["run"], (sweep / r["run"] / "test.beam.hyp.txt").read_text().splitlines()) for r in rows]
+    refs = (sweep / "0_luong_general" / "test.ref.txt").read_text().splitlines()
+    assert float(rows[1]["p (BLEU vs baseline)"]) == paired_bootstrap(hyps, refs, 200)["1_local_m"]  # --samples 200
+
+
+def test_the_table_says_what_p_means(sweep):
+    md = (sweep / "comparison.md").read_text()
+    assert P_NOTE.format(200) in md and "two-sided paired bootstrap" in P_NOTE
+    assert "unlikely to be chance" not in md
 
 
 def test_baseline_must_name_one_run(sweep):
