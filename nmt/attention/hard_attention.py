@@ -40,9 +40,9 @@ class HardAttention(nn.Module):
     def select(self, scores: Tensor, mask: Tensor | None) -> Tensor:
         """One-hot weights (B, Tq, Tk) from scores (B, Tq, Tk): sampled (train) or argmax (eval)."""
         allowed = torch.ones_like(scores, dtype=torch.bool) if mask is None else mask.expand_as(scores)
-        logits = scores
+        logits = scores = scores.float()  # float32 under bf16 autocast too: bf16 noise would tie and bias the draw
         if self.training:  # Gumbel-max: argmax(scores + g) ~ softmax(scores)
-            logits = scores - torch.empty_like(scores).exponential_().log()  # (B, Tq, Tk)
+            logits = scores - torch.empty_like(scores).exponential_().log()  # (B, Tq, Tk) float32
         index = logits.masked_fill(~allowed, float("-inf")).argmax(-1)  # (B, Tq)
         # (B, Tq, Tk) one-hot by scatter: F.one_hot checks the index range on the host (two syncs per call)
         hard = torch.zeros_like(scores).scatter_(-1, index.unsqueeze(-1), 1.0)

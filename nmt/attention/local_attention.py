@@ -50,13 +50,17 @@ class LocalAttention(nn.Module):
             self.v_p = nn.Linear(query_dim, 1, bias=False)
 
     def centres(self, query: Tensor, mask: Tensor | None, key_len: int) -> Tensor:
-        """p_t = S * sigmoid(v_p^T tanh(W_p h_t)) (Eq. 9): query (B, Tq, Dq) -> (B, Tq) float."""
+        """p_t = S * sigmoid(v_p^T tanh(W_p h_t)) (Eq. 9): query (B, Tq, Dq) -> (B, Tq) float32.
+
+        Computed in float32 outside autocast: in bf16 (8 significant bits) p_t of a 60-token source moves in
+        steps of 0.25, too coarse for a window of half-width D."""
         B, Tq, _ = query.shape
         if mask is None:
-            src_len = query.new_full((B, Tq), float(key_len))  # (B, Tq)
+            src_len = query.new_full((B, Tq), float(key_len), dtype=torch.float32)  # (B, Tq)
         else:
-            src_len = mask.expand(B, Tq, key_len).sum(-1).to(query.dtype)  # (B, Tq)
-        gate = torch.sigmoid(self.v_p(torch.tanh(self.W_p(query)))).squeeze(-1)  # (B, Tq)
+            src_len = mask.expand(B, Tq, key_len).sum(-1).float()  # (B, Tq)
+        with torch.autocast(query.device.type, enabled=False):
+            gate = torch.sigmoid(self.v_p(torch.tanh(self.W_p(query.float())))).squeeze(-1)  # (B, Tq)
         return src_len * gate  # (B, Tq), in [0, S]
 
     def align(self, query: Tensor, keys: Tensor, mask: Tensor | None,

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
-from torch.nn.utils.rnn import pack_padded_sequence
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence
 
 from nmt.attention.slot import Slot
 from nmt.models.embeddings import Embeddings
@@ -22,15 +22,30 @@ def unpack(packed, total_length: int) -> Tensor:
     return padded.index_select(0, packed.unsorted_indices)
 
 
+def run_fp32(rnn: nn.RNNBase, x: Tensor | PackedSequence, hx):
+    """rnn(x, hx) in float32 outside autocast -> (output, final state), both float32.
+
+    CUDA autocast runs _cudnn_rnn in float16 whatever the autocast dtype (bf16 included, and this project has
+    no GradScaler) and casts, so re-flattens, the weights on every call: every decoder step. Outside autocast
+    the RNN runs on its own float32 weights (cuDNN takes TF32 for its matmuls when trainer.tf32 allows it);
+    whatever follows (attention, generator) is under autocast again. hx: (L, B, H), or a pair for an LSTM."""
+    data = x.data if isinstance(x, PackedSequence) else x
+    x = x if isinstance(x, PackedSequence) else x.float()  # a packed input is packed from float32
+    hx = tuple(h.float() for h in hx) if isinstance(hx, tuple) else hx.float()
+    with torch.autocast(data.device.type, enabled=False):
+        return rnn(x, hx)
+
+
 @torch.compiler.disable(reason="packed sequences: the lengths are read on the host and "
                         "_pad_packed_sequence has no fake-tensor kernel")
 def _packed_rnn(rnn: nn.RNNBase, x: Tensor, lengths: Tensor):
-    """A bidirectional RNN over the real tokens only: x (B, S, E), lengths (B,) -> memory (B, S, 2H) (zeros on
-    padding), final states (2L, B, H) (an LSTM: a pair). Run eagerly under torch.compile (see the reason)."""
-    # packing needs the lengths on the host: the one host read of a training step (tests/training/test_syncs.py)
-    packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
-    zeros = x.new_zeros(2 * rnn.num_layers, x.size(0), rnn.hidden_size)  # (2L, B, H)
-    out, final = rnn(packed, (zeros, zeros) if isinstance(rnn, nn.LSTM) else zeros)  # given h0:
+    """A bidirectional RNN over the real tokens only: x (B, S, E), lengths (B,) on the host -> memory (B, S, 2H)
+    float32 (zeros on padding), final states (2L, B, H) (an LSTM: a pair). Run eagerly under torch.compile (see
+    the reason)."""
+    # lengths already on the host (Batch.host_lengths) cost nothing here; device lengths are one host read
+    packed = pack_padded_sequence(x.float(), lengths.cpu(), batch_first=True, enforce_sorted=False)
+    zeros = x.new_zeros(2 * rnn.num_layers, x.size(0), rnn.hidden_size, dtype=torch.float32)  # (2L, B, H)
+    out, final = run_fp32(rnn, packed, (zeros, zeros) if isinstance(rnn, nn.LSTM) else zeros)  # given h0:
     return unpack(out, x.size(1)), final  # no int(batch_sizes[0]) inside the RNN   (B, S, 2H)
 
 
@@ -170,7 +185,7 @@ class RNNDecoder(nn.Module):
 
     def _luong_parallel(self, emb, enc, state, positions, need_weights) -> DecoderOutput:
         """No input feeding: the whole target sequence goes through cuDNN in one call."""
-        h_seq, hx = self.rnn(emb, self._hx(state))  # (B, T, H)
+        h_seq, hx = run_fp32(self.rnn, emb, self._hx(state))  # (B, T, H) float32
         att = self._attend(h_seq, enc, positions, need_weights)
         out = torch.tanh(self.combine(torch.cat([att.context, h_seq], dim=-1)))  # (B, T, H)
         weights = [att.weights] if need_weights else []
@@ -180,7 +195,7 @@ class RNNDecoder(nn.Module):
     def _luong_step(self, emb_t, enc, hx, feed, pos, need_weights):
         """emb_t (B, 1, E), feed (B, H) h~_{t-1} -> h~_t (B, 1, H)."""
         x = torch.cat([emb_t, feed[:, None]], dim=-1) if self.input_feeding else emb_t  # (B, 1, E [+ H])
-        h_t, hx = self.rnn(x, hx)  # (B, 1, H)
+        h_t, hx = run_fp32(self.rnn, x, hx)  # (B, 1, H) float32
         att = self._attend(h_t, enc, pos, need_weights)
         return torch.tanh(self.combine(torch.cat([att.context, h_t], dim=-1))), hx, att
 
@@ -188,7 +203,7 @@ class RNNDecoder(nn.Module):
         """Attend with s_{t-1}, then the RNN consumes [y_{t-1}; c_t]; maxout readout -> (B, 1, H)."""
         s_prev = (hx[0] if self.cell == "lstm" else hx)[-1][:, None]  # (B, 1, H) top layer
         att = self._attend(s_prev, enc, pos, need_weights)
-        _, hx = self.rnn(torch.cat([emb_t, att.context], dim=-1), hx)  # input (B, 1, E + Dk)
+        _, hx = run_fp32(self.rnn, torch.cat([emb_t, att.context], dim=-1), hx)  # input (B, 1, E + Dk)
         t = self.readout(torch.cat([s_prev, emb_t, att.context], dim=-1))  # (B, 1, 2H)
         return t.view(*t.shape[:-1], self.hidden_size, 2).amax(-1), hx, att  # (B, 1, H, 2) -> (B, 1, H)
 
