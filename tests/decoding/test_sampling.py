@@ -9,6 +9,7 @@ from helpers import BOS, EOS, PAD, compose_cfg
 from omegaconf import OmegaConf
 
 from nmt.decoding import DecodeSettings, greedy_decode, sample_decode, translate_ids
+from nmt.decoding.sampling import top_p
 
 
 def sample(model, src, src_len, *, sampling: str, topk: int = 10 ** 6, topp: float = 1.0, temperature: float = 1.0,
@@ -74,6 +75,19 @@ def expected(sampling: str, k: int, p: float, temperature: float) -> dict[int, f
         kept = [t for t, m in zip(ranked, mass) if m < p]
     total = sum(tempered[t] for t in kept)
     return {t: tempered[t] / total for t in kept}
+
+
+@pytest.mark.parametrize("p,nucleus", [(0.5, [7]), (0.75, [7, 1]), (0.9375, [7, 1, 4]), (0.94, [7, 1, 4, 2]),
+                                       (1.0, [7, 1, 4, 2])])
+def test_topp_nucleus_stops_where_its_mass_reaches_p_exactly(p, nucleus):
+    """Probabilities that are binary fractions (exact sums): the nucleus is the fewest most probable tokens
+    whose mass reaches p, so at p = 0.75 = 0.5 + 0.25 the third token is left out (Holtzman et al. 2020, Eq. 2)."""
+    probs = torch.zeros(1, 9)
+    probs[0, [7, 1, 4, 2]] = torch.tensor([0.5, 0.25, 0.1875, 0.0625])  # (1, V) out of vocabulary order
+    logits = probs.log()                                              # (1, V), -inf where probability 0
+    kept, ids = top_p(logits, p)                                      # (1, V) each, largest first
+    assert ids[0, : len(nucleus)].tolist() == nucleus
+    assert ids[0][torch.isfinite(kept[0])].tolist() == nucleus
 
 
 # chi-square critical values at significance 0.001 by degrees of freedom (scipy.stats.chi2.ppf(0.999, df))

@@ -124,6 +124,23 @@ def test_nbest_lists_distinct_hypotheses_best_first():
     torch.testing.assert_close(norm[1:], torch.tensor([math.log(0.4), (math.log(0.35) + math.log(0.9)) / (7 / 6)]))
 
 
+# alpha = 1, limit 10: [] (0.61) is finished at step 0 with -0.494; the live [a] (0.3) can still reach
+# log 0.3 / lp(10) = -0.482 and does: [a c c c c c c c c] + eos ends at -1.213 / 2.5 = -0.485. A bound taken
+# at |Y| = 9 (log 0.3 / lp(9) = -0.516) would stop at step 0 and return [].
+ONE_AT_THE_LIMIT = {(0, BOS): {EOS: 0.61, A: 0.3, B_: 0.09}, (1, A): {C: 0.999, B_: 0.001},
+                    **{(t, C): {C: 0.999, B_: 0.001} for t in range(2, 9)}, (9, C): {EOS: 0.999, C: 0.001}}
+
+
+def test_stop_bound_is_taken_at_the_length_limit():
+    """Huang et al. 2017's bound: a live hypothesis can reach raw / lp(limit), the limit counting eos;
+    the search stops only when its best finished hypothesis beats that, and here it must not."""
+    src, lens = torch.tensor([[7, 8, EOS]]), torch.tensor([3])
+    hyp = beam_search(FixedModel(ONE_AT_THE_LIMIT), src, lens, 2, BOS, EOS, 1.0, 0.0, 10, check_every=1)
+    assert hyp.tokens == [[A] + [C] * 8]
+    torch.testing.assert_close(hyp.nbest_scores[:, 0], hyp.scores / (15 / 6))
+    assert hyp.nbest_scores[0, 0] > math.log(0.61)
+
+
 @pytest.mark.parametrize("alpha", [0.0, 1.0])
 def test_early_stop_equals_search_to_the_length_limit(half_trained, alpha):
     """Stopping a sentence when no live beam can beat its best finished one never changes the answer:

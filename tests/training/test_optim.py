@@ -53,3 +53,19 @@ def test_plateau_halves_after_patience_bad_validations():
     for bleu, expected in [(10.0, LR), (9.0, LR), (8.0, LR / 2), (7.0, LR / 2), (6.0, LR / 4), (20.0, LR / 4)]:
         sched.validation(bleu)
         assert sched.step(50) == pytest.approx(expected)
+
+
+def test_plateau_state_survives_a_resume():
+    """A resumed run's scheduler (state_dict -> load_state_dict) keeps the lr scale, best BLEU and bad count:
+    its lr and its next reductions equal the uninterrupted run's."""
+    s = settings("plateau", warmup=0, min_lr=0.0)
+    sched, _ = scheduler(s)
+    for bleu in (10.0, 9.0, 8.0, 7.0, 6.0, 5.0):  # two reductions (LR / 4), then one bad validation pending
+        sched.validation(bleu)
+    resumed, opt = scheduler(s)
+    resumed.load_state_dict(sched.state_dict())
+    assert resumed.step(50) == pytest.approx(LR / 4) and opt.param_groups[0]["lr"] == pytest.approx(LR / 4)
+    for bleu, expected in [(4.0, LR / 8), (21.0, LR / 8), (3.0, LR / 8), (2.0, LR / 16)]:
+        sched.validation(bleu)
+        resumed.validation(bleu)
+        assert resumed.step(50) == pytest.approx(expected) == sched.step(50)
