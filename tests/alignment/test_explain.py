@@ -1,4 +1,6 @@
 """Jain & Wallace (2019)'s importance measures behind nmt-explain's taus, against values known by construction."""
+import math
+from itertools import combinations
 from types import SimpleNamespace
 
 import pytest
@@ -69,6 +71,37 @@ def test_tau_is_one_when_the_importance_follows_the_attention_by_construction():
     b = collate([[5] * 6, [5] * 4, [5] * 5], TGT, [0, 1, 2], PAD, BOS, EOS)
     result = importance_agreement(model, [b], PAD, settings(gradient=True, loo=False))
     assert result == {"cross": {"tau_grad": pytest.approx(1.0)}}
+
+
+def tau_b(x: list[float], y: list[float]) -> float:
+    """Kendall's tau-b by its definition, pair by pair (Kendall 1945): (concordant - discordant) /
+    sqrt((pairs - ties in x) (pairs - ties in y)); nan when either side is constant."""
+    pairs = list(combinations(range(len(x)), 2))
+    sign = lambda v: (v > 0) - (v < 0)  # noqa: E731
+    s = sum(sign(x[i] - x[j]) * sign(y[i] - y[j]) for i, j in pairs)
+    tx, ty = sum(x[i] == x[j] for i, j in pairs), sum(y[i] == y[j] for i, j in pairs)
+    denom = math.sqrt((len(pairs) - tx) * (len(pairs) - ty))
+    return s / denom if denom > 0 else math.nan
+
+
+def test_tau_is_the_mean_over_real_target_tokens_of_tau_b_over_the_real_source():
+    """importance_agreement = the mean over sentences' real target tokens of tau-b(a_t, g_t) over that
+    sentence's own source pieces (padding left out), a_t the attention and g_t the one-hot gradient:
+    fails when tau compares the attention with itself (1) or counts the padded positions (a long fourth
+    sentence pads the first, whose tau is below 1: padding, 0 on both sides, would add concordant pairs)."""
+    torch.manual_seed(2)
+    model = OneAttention().eval()
+    src, tgt = SRC + [[5, 6, 4, 4, 5, 6, 6]], TGT + [[6, 4]]
+    b = collate(src, tgt, [0, 1, 2, 3], PAD, BOS, EOS)
+    got = importance_agreement(model, [b], PAD, settings(gradient=True, loo=False))
+    imp = one_hot_gradient(model, b, PAD)  # (B, T, S), checked against its closed form above
+    with torch.no_grad():
+        a = model(b.src, b.src_lengths, b.tgt_in)[0].attention["cross"][:, 0]  # (B, T, S)
+    taus = [tau_b(a[i, t, : len(s)].tolist(), imp[i, t, : len(s)].tolist())
+            for i, (s, y) in enumerate(zip(src, tgt)) for t in range(len(y) + 1)]  # + 1: eos
+    expected = sum(t for t in taus if not math.isnan(t)) / sum(not math.isnan(t) for t in taus)
+    assert expected < 0.99  # the gradient does not rank the pieces exactly as the attention here
+    assert got == {"cross": {"tau_grad": pytest.approx(expected, abs=1e-9)}}
 
 
 def loo_by_hand(model, src: list[list[int]], tgt: list[list[int]]) -> list[torch.Tensor]:
