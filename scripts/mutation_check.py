@@ -74,6 +74,18 @@ MUTATIONS = [
              'return {"precision": ratio(self.hit_possible, self.predicted),',
              'return {"precision": ratio(self.hit_possible, self.sure),',
              ("tests/alignment/test_aer.py",)),
+    Mutation("alignment-loss weight λ ignored", "nmt/training/align_loss.py",
+             "return spec.weight * align + spec.centre_weight * centre, align + spec.centre_weight * centre",
+             "return align + spec.centre_weight * centre, align + spec.centre_weight * centre",
+             ("tests/training/test_align_training.py::test_the_step_weighs_each_loss_and_normalises_per_linked_row",)),
+    Mutation("alignment-loss normaliser counting links, not linked rows", "nmt/data/align_rows.py",
+             "return int(sum(len(np.unique(ts[:, 0])) for ts in links))",
+             "return int(sum(len(ts) for ts in links))",
+             ("tests/training/test_align_training.py::test_the_step_weighs_each_loss_and_normalises_per_linked_row",)),
+    Mutation("local-p's centre loss never added", "nmt/training/align_loss.py",
+             "centre = centre_sum(centres[spec.slot], target, spec.half_width)  # ()",
+             "pass  # mutation: the centre loss is never added",
+             ("tests/training/test_align_training.py::test_the_step_weighs_each_loss_and_normalises_per_linked_row",)),
 ]
 
 IGNORE = shutil.ignore_patterns(".git", "__pycache__", "*.egg-info", "outputs", "multirun", ".pytest_cache")

@@ -37,19 +37,20 @@ class StepParts:
     align: AlignSpec | None = None  # trainer.align_loss (nmt.training.align_loss.align_spec); None = off
 
 
-def micro_loss(parts: StepParts, b: Batch) -> tuple[Tensor, Tensor, Tensor | None]:
-    """Forward one micro-batch -> (label-smoothed loss sum, NLL sum, alignment loss sum or None when off).
+def micro_loss(parts: StepParts, b: Batch) -> tuple[Tensor, Tensor, tuple[Tensor, Tensor] | None]:
+    """Forward one micro-batch -> (label-smoothed loss sum, NLL sum, alignment sums or None when off).
 
     With supervision on (parts.align) the forward also returns the attention maps (need_weights) and the
-    sum runs over the batch's linked rows (nmt.training.align_loss.supervised_sum on Batch.align)."""
+    sums run over the batch's linked rows (nmt.training.align_loss.supervised_sum on Batch.align: the
+    objective's weighted sum and the logged one)."""
     supervised = parts.align is not None
     out, _ = parts.net(b.src, b.src_lengths, b.tgt_in, need_weights=supervised)
     loss, nll = label_smoothed_loss(out.logits, b.tgt_out, parts.pad_id, parts.label_smoothing)
     if not supervised:
         return loss, nll, None
     if b.align is None:
-        raise ValueError("trainer.align_loss.weight > 0 but the batch carries no alignment: set data.alignment "
-                         "to the Pharaoh file of the training split")
+        raise ValueError("trainer.align_loss is on (weight or centre_weight > 0) but the batch carries no alignment: "
+                         "set data.alignment to the Pharaoh file of the training split")
     return loss, nll, supervised_sum(parts.align, out.attention, out.centres, b.align)
 
 
@@ -65,9 +66,10 @@ def train_step(parts: StepParts, micro: list[Batch], total: int, align_total: in
     (its step count included), as torch.amp's GradScaler does; the trainer reads `applied` at its
     logging interval (tests/training/test_syncs.py counts the syncs).
 
-    With alignment supervision (parts.align) the loss gains align.weight * align_sum / align_total,
-    align_total the linked target rows of the global batch (Batch.n_align_rows, summed on the host like
-    `total`), and the result carries this rank's `align_sum`.
+    With alignment supervision (parts.align) the loss gains (align.weight * align_sum + align.centre_weight *
+    centre_sum) / align_total, align_total the linked target rows of the global batch (Batch.n_align_rows,
+    summed on the host like `total`), and the result carries this rank's `align_sum` (align_sum +
+    centre_weight * centre_sum: before λ).
     """
     scale = parts.world / total
     align_scale = parts.world / max(align_total, 1)  # no linked row: the sum is 0 anyway
@@ -83,8 +85,8 @@ def train_step(parts: StepParts, micro: list[Batch], total: int, align_total: in
             loss, nll, align = micro_loss(parts, b)
             objective = loss * scale
             if align is not None:
-                objective = objective + parts.align.weight * align_scale * align
-                align_sum = align_sum + align.detach()
+                objective = objective + align_scale * align[0]  # (λ align + centre_weight centre) / linked rows
+                align_sum = align_sum + align[1].detach()
             objective.backward()
         loss_sum, nll_sum = loss_sum + loss.detach(), nll_sum + nll.detach()
     norm = torch.nn.utils.clip_grad_norm_(parts.model.parameters(), parts.clip_grad_norm)

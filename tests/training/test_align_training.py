@@ -1,6 +1,8 @@
 """Supervised alignment in training (trainer.align_loss, data.alignment): off is bit-identical to training without
-a file, supervision teaches the supervised slot the given alignment, a bad file fails before the run dir exists,
-and a short supervised run logs train/align_loss through the whole pipeline (prefetch thread included)."""
+a file, supervision teaches the supervised slot the given alignment, the step weighs the losses by λ and
+centre_weight and normalises them per linked row, a bad file fails before the run dir exists, and a short
+supervised run logs train/align_loss through the whole pipeline (prefetch thread included)."""
+import copy
 import json
 
 import numpy as np
@@ -20,7 +22,8 @@ from nmt.models.build import build_corpus
 from nmt.runs import checkpoint as ckpt
 from nmt.runs.config import RunConfig
 from nmt.runs.run_dir import RunDirError
-from nmt.training.align_loss import AlignLossSettings, align_spec
+from nmt.training.align_loss import EPS, AlignLossSettings, align_spec, centre_sum
+from nmt.training.loss import label_smoothed_loss
 from nmt.training.step import StepParts, compile_batch, train_step
 
 COPY = ["data.corpus.task=copy"]
@@ -103,6 +106,60 @@ def copy_batch(n: int = 32, seed: int = 0) -> Batch:
                  linked_row_count(links))
 
 
+def two_link_batch(n: int = 6) -> Batch:
+    """copy_batch, but target row t is linked to source pieces t and t + 1 (where it exists): more links than
+    linked rows, so a normaliser that counts links is told apart from one that counts rows."""
+    batch = copy_batch(n, seed=3)
+    links = [np.array([(t, s) for t in range(int(n_src)) for s in (t, t + 1) if s < n_src])
+             for n_src in batch.src_lengths.tolist()]
+    align = alignment_targets(links, batch.tgt_out.size(1), batch.src.size(1))  # (B, T, S)
+    return Batch(batch.src, batch.src_lengths, batch.tgt_in, batch.tgt_out, batch.indices, batch.n_tgt_tokens,
+                 align, linked_row_count(links))
+
+
+def expected_gradients(model, batch: Batch, weight: float, centre_weight: float) -> dict:
+    """Gradients of CE / target tokens + (weight * KL + centre_weight * centre) / linked rows, the linked rows
+    counted here from the targets and the KL written out: the step's objective, computed apart from it."""
+    model = copy.deepcopy(model)
+    out, _ = model(batch.src, batch.src_lengths, batch.tgt_in, need_weights=True)
+    ce, _ = label_smoothed_loss(out.logits, batch.tgt_out, PAD, 0.0)
+    A, W = batch.align, out.attention["cross"][:, 0]  # (B, T, S) each
+    rows = int((A.sum(-1) > 0).sum())
+    kl = (A * torch.log((A + EPS) / (W + EPS))).sum()
+    centre = centre_sum(out.centres["cross"], A, model.attention_windows()["cross"])
+    (ce / batch.n_tgt_tokens + (weight * kl + centre_weight * centre) / rows).backward()
+    return {n: p.grad for n, p in model.named_parameters()}
+
+
+@pytest.mark.parametrize("weight, centre_weight", [(0.5, 0.0), (0.5, 0.3), (0.0, 0.3)])
+def test_the_step_weighs_each_loss_and_normalises_per_linked_row(weight, centre_weight):
+    """One SGD step (lr 1, no clipping) moves every parameter by minus the gradient of the objective above; at
+    weight 0 the centre loss still trains (centre_weight is not silenced by λ)."""
+    torch.manual_seed(0)
+    model = tiny_model(["model/attention=local_p"])
+    batch = two_link_batch()
+    assert batch.n_align_rows == int((batch.align.sum(-1) > 0).sum()) < int((batch.align > 0).sum())
+    expected = expected_gradients(model, batch, weight, centre_weight)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    spec = align_spec(AlignLossSettings(weight, "penultimate", 0, "soft", centre_weight), model)
+    parts = StepParts(model, model, torch.optim.SGD(model.parameters(), lr=1.0), PAD, 0.0, 1e9, False,
+                      torch.device("cpu"), 1, align=spec)
+    out = train_step(parts, [batch], batch.n_tgt_tokens, batch.n_align_rows)
+    for name, p in model.named_parameters():
+        grad = expected[name] if expected[name] is not None else torch.zeros_like(p)
+        torch.testing.assert_close(before[name] - p.detach(), grad, atol=1e-6, rtol=1e-4, msg=name)
+    assert out["align_sum"] > 0
+
+
+def test_centre_weight_needs_local_p_and_zero_weights_are_off():
+    rnn = tiny_model([])  # Luong general attention: no centres
+    assert align_spec(AlignLossSettings(0.0, "penultimate", 0, "soft", 0.0), rnn) is None
+    with pytest.raises(ValueError, match=r"centre_weight=0.5 is local-p's centre loss but slot cross is not local-p"):
+        align_spec(AlignLossSettings(1.0, "penultimate", 0, "soft", 0.5), rnn)
+    spec = align_spec(AlignLossSettings(0.0, "penultimate", 0, "soft", 0.5), tiny_model(["model/attention=local_p"]))
+    assert (spec.weight, spec.centre_weight, spec.half_width) == (0.0, 0.5, 10)
+
+
 def copy_aer(model, batch: Batch, slot: str) -> float:
     """AER of the arg-max alignment of `slot` (head 0) on the batch's target words against the diagonal."""
     model.eval()
@@ -126,12 +183,12 @@ def test_supervision_teaches_the_copy_alignment_faster(base):
     for weight in (0.0, 1.0):
         torch.manual_seed(0)
         model = tiny_model([], base=base) if base else tiny_model([])
-        spec = align_spec(AlignLossSettings(weight, "penultimate", 0, "soft", 1.0), model)
+        spec = align_spec(AlignLossSettings(weight, "penultimate", 0, "soft", 0.0), model)
         parts = StepParts(model, model, torch.optim.Adam(model.parameters(), lr=0.01), PAD, 0.0, 1.0, False,
                           torch.device("cpu"), 1, align=spec)
         for _ in range(50):
             out = train_step(parts, [batch], batch.n_tgt_tokens, batch.n_align_rows)
-        slot = spec.slot if spec else align_spec(AlignLossSettings(1.0, "penultimate", 0, "soft", 1.0), model).slot
+        slot = spec.slot if spec else align_spec(AlignLossSettings(1.0, "penultimate", 0, "soft", 0.0), model).slot
         aer[weight] = copy_aer(model, batch, slot)
         assert ("align_sum" in out) == (weight > 0)
     assert aer[1.0] < 0.05 and aer[0.0] > 0.3, aer
