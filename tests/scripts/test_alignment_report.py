@@ -64,3 +64,29 @@ def test_centre_error_is_the_distance_to_the_linked_source_piece(report, trained
 
     monkeypatch.setattr(report, "output_maps", with_centres)
     assert report.aligned_centre_error(trained, diagonal_gold, torch.device("cpu")) == pytest.approx(0.5)
+
+
+def test_supervised_rows_carry_the_circularity_mark(report, trained):
+    """A run trained with supervision (trainer.align_loss.weight > 0, data.alignment set) gets † on each AER
+    cell (report.CIRCULAR explains it); the same run unsupervised does not."""
+    import copy
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    from nmt.runs.config import RunConfig
+    names = ["dec.0.cross:h0", "dec.0.cross:h1", "dec.0.cross:mean", "dec.1.cross:h0", "dec.1.cross:h1",
+             "dec.1.cross:mean", "all:mean"]
+    scores = {n: {"aer": 0.3, "precision": 0.7, "recall": 0.7, "aer_pick": 0.3, "aer_held_out": 0.31} for n in names}
+    cell = {"tvd": 0.1, "bleu": 5.0}
+    result = {"slots": {s: {c: cell for c in report.COUNTERFACTUALS} for s in ("dec.0.cross", "dec.1.cross")},
+              "baseline_bleu": 6.0}
+    values = copy.deepcopy(trained.config.values)
+    values["trainer"]["align_loss"]["weight"] = 1.0
+    values["data"]["alignment"] = "/data/train.align"
+    rows = {}
+    for name, config in (("plain", trained.config), ("supervised", RunConfig(values))):
+        rows[name] = report.summary_row(Path("/nowhere") / name, SimpleNamespace(config=config), scores, result, None)
+    assert "†" not in rows["plain"]
+    assert rows["supervised"].count(" †") == 4  # AER supervised, last layer, its held-out half, the best pick
+    assert rows["supervised"].replace(" †", "").replace("supervised", "plain").replace("| 1 |", "| 0 |", 1) \
+        == rows["plain"]  # only the mark (and the weight) differ
