@@ -98,6 +98,7 @@ def test_ctrl_c_in_the_final_evaluation_says_resume_finishes_it(tmp_path, cache,
     assert "checkpoints are safe" in str(e.value) and not (tmp_path / "run" / "metrics.json").exists()
     command = str(e.value).split("with: ")[1]
     assert command == f"nmt-train trainer.resume=true run_dir={tmp_path / 'run'}"
+    assert console_exit(e.value) == (130, f"nmt-train: {e.value}\n")  # what nmt-train prints: one line, no traceback
     monkeypatch.setattr(session, "beam_evaluation", real)
     metrics = train(toy_cfg(tmp_path / "run", cache, ["trainer.max_steps=5", "trainer.resume=true"]))
     assert metrics["steps"] == 5 and (tmp_path / "run" / "metrics.json").is_file()
@@ -143,3 +144,64 @@ def test_run_finishes_when_best_checkpoint_cannot_be_written(tmp_path, cache, mo
         metrics = train(toy_cfg(tmp_path / "run", cache, ["trainer.max_steps=5"]))
     assert "best.pt missing: evaluating the final weights" in caplog.text
     assert metrics["steps"] == 5 and (tmp_path / "run" / "metrics.json").is_file()
+
+
+def console_exit(error: BaseException) -> tuple[int, str]:
+    """(exit status, stderr) of nmt-train when `error` is raised inside its run (nmt.cli.errors.user_errors)."""
+    import contextlib
+    import io
+    import os
+    from unittest import mock
+
+    from nmt.cli.errors import user_errors
+    stderr = io.StringIO()
+    with mock.patch.dict(os.environ, {"HYDRA_FULL_ERROR": "0"}), contextlib.redirect_stderr(stderr):
+        with pytest.raises(SystemExit) as exit_:
+            with user_errors("nmt-train"):
+                raise error
+    return exit_.value.code, stderr.getvalue()
+
+
+def test_ctrl_c_during_training_exits_130_in_one_line():
+    assert console_exit(KeyboardInterrupt()) == (130, "nmt-train: interrupted (Ctrl-C)\n")
+
+
+def test_a_second_signal_stops_at_once():
+    """The first SIGTERM/SIGINT only sets the flag (the step finishes and checkpoints); a second one raises
+    KeyboardInterrupt there and then; the previous handlers come back afterwards."""
+    import os
+    import signal
+
+    from nmt.training.trainer import StopOnSignal
+    before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+    with StopOnSignal() as stop:
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert stop.received == "SIGTERM"
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+            signal.sigtimedwait([], 0)  # nothing to wait for: a point where the handler has run
+    assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == before
+
+
+def test_over_long_training_pairs_are_counted_in_metrics_json(tmp_path, cache, caplog):
+    """data.max_len drops training pairs only; the count is in the log and in metrics.json."""
+    import json
+    with caplog.at_level(logging.INFO):
+        metrics = train(toy_cfg(tmp_path / "run", cache, ["trainer.max_steps=2", "data.max_len=6"]))
+    dropped = metrics["dropped_train_pairs"]
+    assert 0 < dropped["train"] < 300 and dropped["valid"] == dropped["test"] == 0
+    assert f"dropped {dropped['train']} of 300 training pairs longer than max_len=6" in caplog.text
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["dropped_train_pairs"] == dropped
+
+
+def test_export_without_ctranslate2_names_the_install_and_writes_nothing(tmp_path, monkeypatch):
+    import sys
+
+    from nmt.runs.export import ExportJob, export_run
+    from nmt.runs.run_dir import RunDirError
+    for module in ("ctranslate2", "ctranslate2.converters", "ctranslate2.converters.converter"):
+        monkeypatch.setitem(sys.modules, module, None)  # an import of it raises ImportError
+    out = tmp_path / "ct2_model"
+    with pytest.raises(RunDirError, match=r"^nmt-export needs CTranslate2: pip install ctranslate2$"):
+        export_run(ExportJob(str(tmp_path / "run"), "best", "ctranslate2", "float32", str(out)))
+    assert not out.exists()
