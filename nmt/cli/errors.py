@@ -29,10 +29,11 @@ from nmt.data.corpus import CorpusError
 from nmt.runs.checkpoint import CheckpointError
 from nmt.runs.run_dir import RunDirError
 from nmt.training.session import EvaluationInterrupted
+from nmt.training.trainer import StepOutOfMemory
 
 # Raised while a command runs: the user's doing (files, run dirs, data), never a bug of ours.
 RUN_ERRORS = (RunDirError, CheckpointError, CorpusError, EvaluationInterrupted, OmegaConfBaseException,
-              AlignmentFileError)
+              AlignmentFileError, StepOutOfMemory)
 # Raised while the config is composed and checked (before anything runs): all of them are the config's.
 CONFIG_ERRORS = (*RUN_ERRORS, HydraException, ValueError, TypeError)
 RUN_ROOTS = ("outputs", "runs", "multirun")

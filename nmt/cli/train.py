@@ -32,6 +32,7 @@ from nmt.tracking import ProbeSettings
 from nmt.training.optim import OptimSettings
 from nmt.training.session import RunSettings, train
 from nmt.training.align_loss import align_spec
+from nmt.training.distributed import check_launch, dist_env
 from nmt.training.trainer import Callbacks, TrainSettings
 
 PROG = "nmt-train"
@@ -61,6 +62,7 @@ def run_settings(cfg: DictConfig) -> RunSettings:
     def group(name: str) -> dict:
         return OmegaConf.to_container(cfg[name], resolve=True)
     config = RunConfig(OmegaConf.to_container(cfg, resolve=True))
+    check_launch(dist_env(), cfg.trainer.device, config.data.cache_dir)  # torchrun: device, shared cache dir
     config = config.with_data(config.data.absolute())
     probes = {k: v for k, v in group("logger").items() if k in ProbeSettings.__dataclass_fields__}
     settings = RunSettings(typed(TrainSettings, "trainer", group("trainer")),

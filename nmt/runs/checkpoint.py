@@ -29,26 +29,51 @@ def meta_differs(saved: dict, current: dict) -> list[str]:
     return [k for k in sorted(set(saved) | set(current)) if value(saved, k) != value(current, k)]
 
 
-def rng_state() -> dict:
-    """Every RNG the run touches, as tensors and plain data."""
+def rng_state(device: torch.device) -> dict:
+    """Every RNG this process touches, as tensors and plain data. Of CUDA only the generator of `device` (this
+    rank's GPU): saving every visible device's made a resume with fewer visible GPUs fail."""
     py = random.getstate()
     np_state = np.random.get_state()
     state = {"python": [py[0], list(py[1]), py[2]],
              "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]],
              "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
     return state
 
 
-def set_rng_state(state: dict) -> None:
+def set_rng_state(states: list[dict] | dict, rank: int, world: int, device: torch.device) -> None:
+    """Restore rank `rank`'s RNGs from a checkpoint's per-rank list (rng_state of every rank, in rank order).
+
+    A checkpoint of another number of ranks, or one without this device's CUDA generator, warns and goes on:
+    the run continues, but not bit-identically. A checkpoint written before the per-rank list (one dict whose
+    "cuda" holds every visible device's generator) is read as rank 0's, with this device's entry."""
+    if isinstance(states, dict):  # the older format: one state for all ranks
+        states = [older_rng_state(states, device)]
+    if len(states) != world:
+        log.warning("the checkpoint holds the RNG states of %d rank(s), this run has %d: rank %d takes rank %d's; "
+                    "the resumed run is not bit-identical", len(states), world, rank, rank % len(states))
+    state = states[rank % len(states)]
     py = state["python"]
     random.setstate((py[0], tuple(py[1]), py[2]))
     n = state["numpy"]
     np.random.set_state((n[0], n[1].numpy().astype(np.uint32), *n[2:]))
     torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    if device.type != "cuda":
+        return
+    if "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"], device)
+    else:
+        log.warning("the checkpoint holds no CUDA RNG state for rank %d (written on CPU?): %s keeps its seed; "
+                    "the resumed run is not bit-identical", rank, device)
+
+
+def older_rng_state(state: dict, device: torch.device) -> dict:
+    """A checkpoint's RNG state from before the per-rank list ("cuda": every visible device's generator) as
+    one rank's: this device's generator, or none when this machine shows more devices than it saved."""
+    cuda, index = state.get("cuda"), device.index or 0
+    rest = {k: v for k, v in state.items() if k != "cuda"}
+    return {**rest, "cuda": cuda[index]} if isinstance(cuda, list) and index < len(cuda) else rest
 
 
 def atomic_save(payload: dict, path: Path) -> None:

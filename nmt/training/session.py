@@ -6,11 +6,13 @@ checkpoint -> metrics.json. Every setting was validated before any data is read.
 """
 from __future__ import annotations
 
+import fcntl
 import logging
 import math
+import os
 import time
-from collections.abc import Sequence
-from contextlib import nullcontext
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,7 +31,7 @@ from nmt.runs.config import DataSettings, RunConfig
 from nmt.runs.run_dir import check_run_dir, run_lock, run_meta, save_run_files
 from nmt.scoring import corpus_scores
 from nmt.tracking import ProbeSettings, RunLogger, attention_stats, peak_memory, reset_peak_memory, run_hparams
-from nmt.training.distributed import DistInfo, init_distributed, shutdown
+from nmt.training.distributed import DistInfo, check_launch, dist_env, init_distributed, shutdown
 from nmt.training.optim import OptimSettings
 from nmt.training.trainer import Callbacks, Trainer, TrainerParts, TrainSettings, ValidData, check_meta
 
@@ -89,7 +91,8 @@ def build_trainer(settings: RunSettings, data: DataBundle, device: torch.device,
         check_meta(found[1]["meta"], meta)
     purge = found[1]["progress"]["step"] + 1 if found else None
     logger = RunLogger(run_dir, settings.tensorboard and dist.main, purge_step=purge, probes=settings.probes)
-    train_batches = batches_for(data.train, settings, data, shuffle=True, links=data.train_links)
+    train_batches = batches_for(data.train, settings, data, shuffle=True, links=data.train_links).sharded(
+        dist.rank, dist.world, settings.trainer.accum_steps)  # each rank collates only its own batches
     parts = TrainerParts(model, train_batches, valid, data.src_tok,
                          data.tgt_tok, run_dir, logger, meta, dist, device,
                          progress_bar=settings.progress_bar and dist.main, callbacks=callbacks)
@@ -111,8 +114,9 @@ def train(settings: RunSettings, callbacks: Sequence[Callbacks] = ()) -> dict:
     setup_logging()
     tune_allocator()  # glibc keeps freed activations: ~85k -> ~25 page faults per CPU step (nmt/alloc.py)
     seed_everything(settings.config.seed)
-    dist = init_distributed(settings.trainer.device)
-    device = pick_device(settings.trainer.device, dist.local_rank)
+    dist = dist_env()
+    check_launch(dist, settings.trainer.device, settings.config.data.cache_dir)
+    device = pick_device(settings.trainer.device, dist.local_rank)  # under torchrun cuda:LOCAL_RANK
     reset_peak_memory(device)  # metrics.json's peak_memory_mb is this job's (multiruns share a process)
     if settings.trainer.num_threads > 0:
         torch.set_num_threads(settings.trainer.num_threads)
@@ -127,16 +131,17 @@ def train_locked(settings: RunSettings, dist: DistInfo, device: torch.device,
     for callback in callbacks:
         callback.on_start()
     supervised = settings.trainer.align_loss.weight > 0
-    # rank 0 fills the tokenizer and id caches first; the other ranks then hit them
-    data = load_data(settings.config.data, supervised) if dist.main else None
-    dist.barrier()
-    data = data or load_data(settings.config.data, supervised)
-    trainer = build_trainer(settings, data, device, dist, callbacks)
-    if dist.main:  # after the checkpoint check in build_trainer
-        save_run_files(run_dir, settings.config, data.src_tok, data.tgt_tok)
-    log.info("model: %s parameters; run dir %s; rank %d of %d", f"{trainer.model.num_parameters():,}",
-             run_dir, dist.rank, dist.world)
+    # before the process group exists, every rank in turn (cache_lock): the first fills the tokenizer and id
+    # caches, the others hit them; no rank waits in a collective (and its timeout) while a large corpus is read
+    with cache_lock(Path(settings.config.data.cache_dir)) if dist.world > 1 else nullcontext():
+        data = load_data(settings.config.data, supervised)
+    init_distributed(dist, device, timeout_s=settings.trainer.max_time_s)  # waits no longer than the run may
     try:
+        trainer = build_trainer(settings, data, device, dist, callbacks)
+        if dist.main:  # after the checkpoint check in build_trainer
+            save_run_files(run_dir, settings.config, data.src_tok, data.tgt_tok)
+        log.info("model: %s parameters; run dir %s; rank %d of %d", f"{trainer.model.num_parameters():,}",
+                 run_dir, dist.rank, dist.world)
         trainer.fit()
         if not dist.main:
             return {}
@@ -150,6 +155,19 @@ def train_locked(settings: RunSettings, dist: DistInfo, device: torch.device,
     log.info("test BLEU %.2f (beam %d) | %s", metrics["test"]["bleu"], settings.decode.beam_size,
              metrics["test"]["bleu_signature"])
     return metrics
+
+
+@contextmanager
+def cache_lock(cache_dir: Path) -> Iterator[None]:
+    """Hold <cache_dir>/.lock (fcntl.flock, waiting for it): the ranks of a torchrun job read the data one at a
+    time, so one builds the tokenizer and id caches and the others load them."""
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(cache_dir / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def resume_command(run_dir: Path) -> str:

@@ -23,7 +23,7 @@ from nmt.tracking import RunLogger
 from nmt.models.seq2seq import Seq2Seq
 from nmt.runs import checkpoint as ckpt
 from nmt.training.align_loss import AlignLossSettings, align_spec
-from nmt.training.distributed import DistInfo
+from nmt.training.distributed import Decision, DistInfo
 from nmt.training.loss import label_smoothed_loss, perplexity
 from nmt.training.optim import OptimSettings, Scheduler, build_optimizer
 from nmt.training.step import CompiledNet, StepParts, train_step
@@ -114,6 +114,10 @@ class TrainerParts:
     callbacks: Sequence[Callbacks] = ()   # scripts/scale_benchmark.py times steps through one
 
 
+class StepOutOfMemory(RuntimeError):
+    """A training step ran out of device memory: the user's batch settings, said in one line (nmt.cli.errors)."""
+
+
 class Callbacks:
     """Hooks into the loop (override what you need): the timing and memory probes of the benchmarks plug in
     here instead of patching the Trainer. Called on every rank."""
@@ -167,7 +171,10 @@ class Trainer:
         the global batch's linked target rows (alignment supervision)."""
         p = self.progress
         lr = self.scheduler.step(p.step + 1)
-        out = train_step(self.step_parts, micro, total, align_total)
+        try:
+            out = train_step(self.step_parts, micro, total, align_total)
+        except torch.OutOfMemoryError:  # raised before any write: the checkpoints on disk stay the last good ones
+            raise StepOutOfMemory(self.oom_message(micro)) from None
         streak = torch.where(out["applied"], 0, self.nonfinite[0] + 1)  # () on the device: no host sync
         self.nonfinite = torch.stack([streak, torch.maximum(self.nonfinite[1], streak),
                                       self.nonfinite[2] + (~out["applied"]).long()])
@@ -183,6 +190,14 @@ class Trainer:
         for callback in self.parts.callbacks:
             callback.on_step(self, result)
         return result
+
+    def oom_message(self, micro: list[Batch]) -> str:
+        """One line: where, the largest micro-batch's shapes, and the two keys that shrink it."""
+        s, big = self.settings, max(micro, key=lambda b: b.src.numel() + b.tgt_in.numel())
+        return (f"out of memory on {self.device} in training step {self.progress.step + 1} (rank {self.dist.rank}), "
+                f"largest of {len(micro)} micro-batch(es): src {tuple(big.src.shape)}, tgt {tuple(big.tgt_in.shape)} "
+                f"(sentences, tokens); lower trainer.max_tokens (now {s.max_tokens}) and raise trainer.accum_steps "
+                f"(now {s.accum_steps}) by the same factor to keep the batch; nothing of this step was saved")
 
     # ---------------------------------------------------------------- validation
     @torch.no_grad()
@@ -206,14 +221,25 @@ class Trainer:
         self.model.train()
         return {"loss": nll, "ppl": perplexity(nll), **scores, "hyps": texts, "tokens": hyp.tokens}
 
-    def after_validation(self, result: dict) -> bool:
-        """Record and log the result, keep the best checkpoint; returns True when early stopping says stop."""
+    def validation_decision(self) -> Decision:
+        """Rank 0: validate, record and log the result; the decision asks every rank for a checkpoint (best.pt
+        too when BLEU improved) and hands every rank's plateau schedule the BLEU (DistInfo.agree)."""
+        result = self.validate()
         self.record(result)
         improved = self.track_best(result)
-        self.save(best=improved)
         for callback in self.parts.callbacks:
             callback.on_validation(self, result)
-        return self.progress.bad_validations >= self.settings.patience
+        stop = self.progress.bad_validations >= self.settings.patience
+        return Decision(f"early stopping: no BLEU gain in {self.settings.patience} validations" if stop else "",
+                        "best" if improved else "step", result["bleu"])
+
+    def follow(self, decision: Decision) -> None:
+        """Every rank: take rank 0's decision (the same lr schedule on every rank, every rank's RNG saved)."""
+        self.progress.stopped = decision.stopped
+        if decision.bleu is not None:
+            self.scheduler.validation(decision.bleu)  # plateau: lower the lr after bad validations
+        if decision.save:
+            self.save(best=decision.save == "best")
 
     def record(self, result: dict) -> None:
         """History, TensorBoard scalars and attention, the console line."""
@@ -221,7 +247,6 @@ class Trainer:
         p.history.append({"step": p.step, "elapsed_s": round(p.elapsed_s, 1), **{k: result[k] for k in keys}})
         self.logger.scalars({f"valid/{k}": result[k] for k in keys}, p.step)
         self.log_attention(result.get("tokens", []))
-        self.scheduler.validation(result["bleu"])
 
     def track_best(self, result: dict) -> bool:
         """Early-stopping bookkeeping; the best greedy output goes to valid.hyp.txt. True if improved."""
@@ -273,16 +298,21 @@ class Trainer:
                         skipped, self.progress.step, streak)
         self.nonfinite = torch.tensor([streak, streak, 0], device=self.device)
 
-    def state(self) -> dict:
+    def state(self, rngs: list[dict]) -> dict:
+        """The checkpoint; `rngs`: every rank's RNG states in rank order (DistInfo.gather)."""
         self.read_nonfinite()
         self.progress.log_window = [{k: float(v) for k, v in w.items()} for w in self.window]
         return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(), "sampler": self.batches.state_dict(),
-                "progress": asdict(self.progress), "rng": ckpt.rng_state(), "meta": self.parts.meta}
+                "progress": asdict(self.progress), "rng": rngs, "meta": self.parts.meta}
 
     def save(self, best: bool = False) -> bool:
-        """Atomic writes; a failed write (disk full, ...) keeps the previous checkpoints and says so."""
-        state, ok, step = self.state(), True, self.progress.step
+        """Called on every rank (each hands rank 0 its RNG states); rank 0 writes. Atomic writes; a failed
+        write (disk full, ...) keeps the previous checkpoints and says so."""
+        rngs = self.dist.gather(ckpt.rng_state(self.device))
+        if not self.dist.main:
+            return True
+        state, ok, step = self.state(rngs), True, self.progress.step
         ckpt_dir = self.run_dir / "checkpoints"
         writes = [lambda: ckpt.save_step(state, ckpt_dir, step, self.settings.keep_last)]
         if best:
@@ -307,10 +337,12 @@ class Trainer:
         self.scheduler.load_state_dict(state["scheduler"])
         self.batches.load_state_dict(state["sampler"])
         self.progress = Progress(**{**state["progress"], "stopped": ""})
-        self.window = [{k: torch.tensor(v) for k, v in w.items()} for w in self.progress.log_window]
+        # on the device, as step() makes them: log_train stacks these with the next steps' results
+        self.window = [{k: torch.tensor(v, device=self.device) for k, v in w.items()}
+                       for w in self.progress.log_window]
         streak = self.progress.nonfinite_in_row
         self.nonfinite = torch.tensor([streak, streak, 0], device=self.device)
-        ckpt.set_rng_state(state["rng"])
+        ckpt.set_rng_state(state["rng"], self.dist.rank, self.dist.world, self.device)  # rank r: its own
 
     # ---------------------------------------------------------------- the loop
     def fit(self) -> Progress:
@@ -340,8 +372,8 @@ class Trainer:
         if self.interrupted:
             return p
         last = p.history[-1]["step"] if p.history else -1
-        if self.dist.main and last != p.step:
-            self.after_validation(self.validate())
+        final = self.validation_decision() if self.dist.main and last != p.step else Decision()
+        self.follow(self.dist.agree(replace(final, stopped=p.stopped)))  # the stop reason stays
         log.info("training stopped (%s) at step %d", p.stopped, p.step)
         return p
 
@@ -382,34 +414,29 @@ class Trainer:
         return self.progress.stopped.startswith(("interrupted", "non-finite"))
 
     def check_stop(self, bar: "BudgetBar") -> bool:
-        """Rank 0 validates, checkpoints and decides; every rank follows its decision."""
-        if self.dist.main:
-            self.main_checks(bar)
-        self.progress.stopped = self.dist.agree(self.progress.stopped)
+        """Rank 0 validates and decides (stop, checkpoint, the plateau schedule's BLEU); every rank follows."""
+        decision = self.main_checks(bar) if self.dist.main else Decision()
+        self.follow(self.dist.agree(decision))
         return bool(self.progress.stopped)
 
-    def main_checks(self, bar: "BudgetBar") -> None:
-        """Validation, periodic checkpoints and every stopping rule; called after each step."""
+    def main_checks(self, bar: "BudgetBar") -> Decision:
+        """Validation, periodic checkpoints and every stopping rule; called after each step on rank 0."""
         p, s = self.progress, self.settings
         if self.signal.received or self.worst_nonfinite >= s.max_nonfinite:
-            p.stopped = (f"interrupted by {self.signal.received}" if self.signal.received else
-                         f"non-finite loss/gradient in {self.worst_nonfinite} steps in a row: lower optim.lr, "
-                         "check the data, or disable trainer.amp")
-            self.save()
-            return
+            return Decision(f"interrupted by {self.signal.received}" if self.signal.received else
+                            f"non-finite loss/gradient in {self.worst_nonfinite} steps in a row: lower optim.lr, "
+                            "check the data, or disable trainer.amp", "step")
+        decision = Decision(save="step" if p.step % s.save_every == 0 else "")
         if p.step % s.valid_every == 0:
             t = time.perf_counter()
-            stop = self.after_validation(self.validate())
+            decision = self.validation_decision()
             p.elapsed_s += time.perf_counter() - t
             bar.best(p.best_bleu)
-            if stop:
-                p.stopped = f"early stopping: no BLEU gain in {s.patience} validations"
-        elif p.step % s.save_every == 0:
-            self.save()
-        if not p.stopped and p.step >= s.max_steps:
-            p.stopped = "max_steps"
-        if not p.stopped and p.elapsed_s >= s.max_time_s:
-            p.stopped = "max_time_s"
+        if not decision.stopped and p.step >= s.max_steps:
+            decision = replace(decision, stopped="max_steps")
+        if not decision.stopped and p.elapsed_s >= s.max_time_s:
+            decision = replace(decision, stopped="max_time_s")
+        return decision
 
     def log_train(self, window: list[dict]) -> None:
         """Sync once per log_every steps: mean loss/ppl/grad norm, lr, tokens/s."""
