@@ -1,4 +1,5 @@
-"""The attention contract: AttentionOutput, the one masked softmax, and score functions.
+"""The attention contract: AttentionOutput, the one masked softmax, and score functions (the other
+normalisers, sparsemax and entmax, are in nmt.attention.normalisers).
 
 Every attention module of this package has one call signature::
 
@@ -195,17 +196,51 @@ class AdditiveScore(nn.Module):
         return _mlp_score(self.W_a(query), self.U_a(keys), self.v_a)
 
 
+class LocationScore(nn.Module):
+    """a_t = softmax(W_a h_t) (Luong et al. 2015, Eq. 8, 'location'): the scores depend on the query only.
+
+    W_a (max_keys, Dq) scores every source *position* up to max_keys; the (..., Tq, max_keys) projection is
+    cut to the Tk keys of the batch, and the attention's mask removes padding as for any score. The keys'
+    contents are never read. Positions from max_keys on have no row of W_a: they score -inf, so a source
+    longer than max_keys pieces is attended on its first max_keys pieces only (set max_keys above the
+    longest source, e.g. data.max_len + 1 for the eos).
+    """
+
+    def __init__(self, query_dim: int, key_dim: int, max_keys: int):
+        super().__init__()
+        if max_keys < 1:
+            raise ValueError(f"model.attention.max_keys must be >= 1 (the longest source the location score "
+                             f"attends), got {max_keys}")
+        self.sdpa_scale = None  # not a dot product: no fused kernel
+        self.max_keys = max_keys
+        self.W_a = nn.Linear(query_dim, max_keys, bias=False)
+
+    def forward(self, query: Tensor, keys: Tensor) -> Tensor:
+        """query (..., Tq, Dq), keys (..., Tk, Dk) (only Tk is read) -> (..., Tq, Tk)."""
+        Tk = keys.size(-2)
+        scores = self.W_a(query)[..., :Tk]  # (..., Tq, min(Tk, max_keys))
+        return F.pad(scores, (0, Tk - scores.size(-1)), value=float("-inf"))  # (..., Tq, Tk)
+
+
 SCORES: dict[str, type[nn.Module]] = {
     "dot": DotScore,
     "scaled_dot": ScaledDotScore,
     "general": GeneralScore,
     "concat": ConcatScore,
     "additive": AdditiveScore,
+    "location": LocationScore,
 }
 
 
-def build_score(name: str, query_dim: int, key_dim: int) -> nn.Module:
-    """The score module called `name` (one of SCORES) for the given query and key sizes."""
+def build_score(name: str, query_dim: int, key_dim: int, max_keys: int | None = None) -> nn.Module:
+    """The score module called `name` (one of SCORES) for the given query and key sizes.
+
+    max_keys: the 'location' score's number of source positions (model.attention.max_keys), None for the
+    scores that read the keys' contents.
+    """
     if name not in SCORES:
         raise ValueError(f"model.attention.score must be one of {sorted(SCORES)}, got {name!r}")
-    return SCORES[name](query_dim, key_dim)
+    if (name == "location") != (max_keys is not None):
+        raise ValueError(f"model.attention.max_keys goes with score 'location' only (got score {name!r}, "
+                         f"max_keys {max_keys}): set both, e.g. score=location max_keys=128, or neither")
+    return SCORES[name](query_dim, key_dim, max_keys) if name == "location" else SCORES[name](query_dim, key_dim)

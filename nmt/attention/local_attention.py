@@ -4,8 +4,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from nmt.attention.base import AttentionOutput, build_score, masked_softmax
+from nmt.attention.base import AttentionOutput, build_score
 from nmt.attention.intervention import WeightHook, intervene
+from nmt.attention.normalisers import Normaliser
 from nmt.attention.windows import key_offsets, window_mask
 
 WINDOWS = ("local_m", "local_p")
@@ -27,12 +28,15 @@ class LocalAttention(nn.Module):
     rows sum to 1, except a row whose window holds no source position (t > S - 1 + D): it
     attends nothing, gets zero weights and a zero context, as the paper's window implies.
     Windows are masks over the full key sequence: no padded window copies, no loops.
+    normaliser (softmax by default; sparsemax, entmax15, entmax_alpha: nmt.attention.normalisers) replaces
+    the softmax of `align` inside the window; max_keys is the 'location' score's (see GlobalAttention).
     """
 
     intervention: WeightHook | None = None  # counterfactual tests only: acts on `align`, before Eq. 10
 
     def __init__(self, query_dim: int, key_dim: int, score: str, window: str,
-                 half_width: int, sigma: float):
+                 half_width: int, sigma: float, *, normaliser: str = "softmax", alpha: float | None = None,
+                 learn_alpha: bool = False, max_keys: int | None = None):
         super().__init__()
         if window not in WINDOWS:
             raise ValueError(f"model.attention.window must be one of {WINDOWS}, got {window!r}")
@@ -44,7 +48,8 @@ class LocalAttention(nn.Module):
         self.half_width = half_width
         self.window_half_width = half_width  # the contract's window metadata (nmt.attention.base)
         self.sigma = sigma
-        self.score = build_score(score, query_dim, key_dim)
+        self.score = build_score(score, query_dim, key_dim, max_keys)
+        self.normaliser = Normaliser(normaliser, alpha, learn_alpha, num_heads=1)
         if window == "local_p":
             self.W_p = nn.Linear(query_dim, query_dim, bias=False)
             self.v_p = nn.Linear(query_dim, 1, bias=False)
@@ -65,7 +70,8 @@ class LocalAttention(nn.Module):
 
     def align(self, query: Tensor, keys: Tensor, mask: Tensor | None,
               query_positions: Tensor | None) -> tuple[Tensor, Tensor]:
-        """Softmax of the scores inside the window and on real keys, before any Gaussian.
+        """The normalised scores (softmax or the sparse normaliser) inside the window and on real keys,
+        before any Gaussian.
 
         query (B, Tq, Dq), keys (B, Tk, Dk) -> (align (B, Tq, Tk), centres p_t (B, Tq)).
         Rows sum to 1 over the window, 0 where the window holds no real key.
@@ -81,7 +87,7 @@ class LocalAttention(nn.Module):
         allowed = window_mask(centres, Tk, self.half_width)  # (B, Tq, Tk)
         if mask is not None:
             allowed = allowed & mask
-        align = masked_softmax(self.score(query, keys), allowed)  # (B, Tq, Tk)
+        align = self.normaliser(self.score(query, keys), allowed)  # (B, Tq, Tk)
         return intervene(self.intervention, align, allowed), centres
 
     def forward(self, query: Tensor, keys: Tensor, values: Tensor, mask: Tensor | None, *,

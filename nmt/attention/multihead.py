@@ -5,8 +5,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from nmt.attention.base import AttentionOutput, build_score, masked_softmax
+from nmt.attention.base import AttentionOutput, build_score
 from nmt.attention.intervention import WeightHook, intervene
+from nmt.attention.normalisers import Normaliser
 from nmt.attention.windows import aligned_positions, causal_mask, window_mask
 
 WINDOWS = ("global", "causal", "local")
@@ -16,7 +17,9 @@ MH_SCORES = ("scaled_dot", "dot", "general")
 class MultiHeadAttention(nn.Module):
     """MultiHead(Q, K, V) = Concat(head_1..head_H) W^O, head_i = Attention(Q W_i^Q, K W_i^K,
     V W_i^V) (Vaswani et al. 2017, Sec. 3.2.2); Attention = softmax(score) V per head, score
-    'scaled_dot' (Eq. 1), 'dot' or 'general' (Luong Eq. 8, one W shared by the heads).
+    'scaled_dot' (Eq. 1), 'dot' or 'general' (Luong Eq. 8, one W shared by the heads). The softmax
+    may be replaced by sparsemax, entmax15 or entmax_alpha (`normaliser`, nmt.attention.normalisers;
+    learn_alpha: one alpha per head, Correia et al. 2019); only softmax can take the fused path.
 
     Model size d = key_dim, head size d / num_heads; the query is projected from query_dim,
     keys and values from key_dim; context is (B, Tq, key_dim). Window:
@@ -26,7 +29,7 @@ class MultiHeadAttention(nn.Module):
     query_positions (B, Tq) default to arange(Tq), shifted so the last query sits on the
     last key when Tq < Tk (incremental decoding against cached keys).
 
-    need_weights=False: with a dot/scaled_dot score the context comes from
+    need_weights=False: with a dot/scaled_dot score and the softmax the context comes from
     F.scaled_dot_product_attention (fused kernels), and `weights` is then a zero-size
     (B, H, Tq, 0) tensor ("not computed"); ask need_weights=True to log them. Dropout acts
     on the attention probabilities in training only; returned weights are pre-dropout.
@@ -36,7 +39,8 @@ class MultiHeadAttention(nn.Module):
     intervention: WeightHook | None = None  # counterfactual tests only (forces the explicit path)
 
     def __init__(self, query_dim: int, key_dim: int, num_heads: int, dropout: float,
-                 window: str, half_width: int, score: str):
+                 window: str, half_width: int, score: str, *, normaliser: str = "softmax",
+                 alpha: float | None = None, learn_alpha: bool = False):
         super().__init__()
         _validate(key_dim, num_heads, dropout, window, half_width, score)
         self.num_heads = num_heads
@@ -50,6 +54,7 @@ class MultiHeadAttention(nn.Module):
         self.v_proj = nn.Linear(key_dim, key_dim)
         self.out_proj = nn.Linear(key_dim, key_dim)
         self.score = build_score(score, self.head_dim, self.head_dim)
+        self.normaliser = Normaliser(normaliser, alpha, learn_alpha, num_heads)
 
     def _split(self, x: Tensor) -> Tensor:
         """(B, T, d) -> (B, H, T, dh)."""
@@ -81,11 +86,12 @@ class MultiHeadAttention(nn.Module):
         B, Tq, _ = query.shape
         q = self._split(self.q_proj(query))  # (B, H, Tq, dh)
         mask4 = self._full_mask(mask, B, Tq, k.size(2), query_positions, query.device)
-        if not need_weights and self.score.sdpa_scale is not None and self.intervention is None:
+        if (not need_weights and self.score.sdpa_scale is not None and self.intervention is None
+                and self.normaliser.kind == "softmax"):  # the fused kernels compute softmax only
             heads = self._fused(q, k, v, mask4)  # (B, H, Tq, dh)
             weights = q.new_zeros(B, self.num_heads, Tq, 0)  # (B, H, Tq, 0): not computed
         else:
-            weights = masked_softmax(self.score(q, k), mask4)  # (B, H, Tq, Tk)
+            weights = self.normaliser(self.score(q, k), mask4)  # (B, H, Tq, Tk)
             weights = intervene(self.intervention, weights, mask4)  # (B, H, Tq, Tk); unchanged by default
             dropped = F.dropout(weights, self.dropout, self.training)  # (B, H, Tq, Tk)
             heads = dropped @ v  # (B, H, Tq, dh)

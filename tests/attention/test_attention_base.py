@@ -86,7 +86,7 @@ def test_additive_matches_bahdanau_formula():
 
 @pytest.mark.parametrize("name", sorted(SCORES))
 def test_scores_accept_leading_head_dimension(name):
-    score = build_score(name, 4, 4)
+    score = build_score(name, 4, 4, 8 if name == "location" else None)  # location: W_a scores 8 positions
     q, k = torch.randn(2, 3, 5, 4), torch.randn(2, 3, 6, 4)  # (B, H, T, dh)
     out = score(q, k)
     assert out.shape == (2, 3, 5, 6)
