@@ -59,7 +59,8 @@ OOM_MAX_TOKENS = 10_000_000             # ...and asks for one batch of the whole
 OOM_MODEL = ["model.encoder.d_model=512", "model.encoder.ff_size=4096", "model.decoder.ff_size=4096",
              "model.encoder.num_layers=1", "model.decoder.num_layers=1"]
 TORCHRUN_STEPS = 20                     # nmt-train under torchrun: the launch is the point, not the learning
-CHILD_TIMEOUT_S = 240
+CHILD_TIMEOUT_S = 900                   # a guard against a hung child; a loaded 2-core CPU needs minutes to start one
+PACKAGES = ("datasets", "pyarrow", "hydra-core", "omegaconf", "sentencepiece", "sacrebleu")  # versions in the header
 
 
 @dataclass
@@ -154,7 +155,8 @@ def judge_oom(rc: int, stderr: str, checkpoints: list[str]) -> tuple[bool, str]:
     """nmt-train exits 1 with one `nmt-train: ...` line naming trainer.max_tokens, no traceback, no checkpoint."""
     lines = [ln for ln in stderr.splitlines() if "trainer.max_tokens" in ln]
     if rc != 1:
-        return False, f"exit status {rc}, not 1" + (f": {stderr.strip().splitlines()[-1][:160]}" if stderr.strip() else "")
+        last = stderr.strip().splitlines()[-1][:160] if stderr.strip() else ""
+        return False, f"exit status {rc}, not 1: {last}"
     if "Traceback" in stderr:
         return False, "exit 1, but with a traceback"
     if not lines or not lines[0].startswith("nmt-train: "):
@@ -545,7 +547,7 @@ def row_oom(smoke: Smoke) -> tuple[bool, str, dict]:
     run_dir = smoke.work / "oom"
     overrides = train_args(smoke, "transformer", run_dir, 5, *OOM_MODEL, f"trainer.max_tokens={OOM_MAX_TOKENS}")
     rc, out = run_child(smoke, "oom", this_script("--child", "--cap-mib", str(OOM_CAP_MIB), "--", *overrides))
-    written = sorted(p.name for p in (run_dir / "checkpoints").glob("*.pt")) if (run_dir / "checkpoints").is_dir() else []
+    written = sorted(p.name for p in (run_dir / "checkpoints").glob("*.pt"))  # none: also when the folder is missing
     ok, figure = judge_oom(rc, out, written)
     return ok, figure, {"rc": rc, "checkpoints": written}
 
@@ -580,7 +582,8 @@ def run_row(smoke: Smoke, row: Row, fn: Callable) -> None:
             ok, row.figure = False, f"injected failure (--break {row.name}); {row.figure}"
         row.result = "PASS" if ok else "FAIL"
     except Exception as e:  # noqa: BLE001 (a crash is this row's FAIL, the next rows still run)
-        row.result, row.figure = "FAIL", f"{type(e).__name__}: {str(e).strip().splitlines()[0][:300] if str(e).strip() else ''}"
+        first = str(e).strip().splitlines()[0][:300] if str(e).strip() else ""
+        row.result, row.figure = "FAIL", f"{type(e).__name__}: {first}"
         log.error("row %s failed:\n%s", row.name, traceback.format_exc())
     row.seconds = round(time.perf_counter() - t0, 1)
     print(f"[gpu_smoke] {row.name}: {row.result} ({row.seconds} s) {row.figure}", flush=True)
@@ -592,7 +595,13 @@ def environment(cuda: bool) -> dict:
            "python": platform.python_version(), "torch": torch.__version__, "cuda": torch.version.cuda,
            "device": torch.cuda.get_device_name(0) if cuda else f"cpu ({platform.machine()})",
            "cudnn": torch.backends.cudnn.version() if cuda else None,
-           "wheel_install_s": float(os.environ["NMT_SMOKE_INSTALL_S"]) if os.environ.get("NMT_SMOKE_INSTALL_S") else None}
+           "wheel_install_s": os.environ.get("NMT_SMOKE_INSTALL_S")}  # seconds, measured by gpu_smoke.sh
+    from importlib.metadata import PackageNotFoundError, version
+    for name in PACKAGES:
+        try:
+            env[name] = version(name)
+        except PackageNotFoundError:
+            env[name] = None
     try:
         env["revision"] = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
                                          text=True, check=True).stdout.strip()
@@ -603,9 +612,10 @@ def environment(cuda: bool) -> dict:
 
 def markdown(env: dict, rows: list[Row], total_s: float) -> str:
     lines = ["# nmt GPU smoke test", "",
-             f"{env['device']}, torch {env['torch']} (CUDA {env['cuda']}, cuDNN {env['cudnn']}), Python {env['python']}, "
-             f"nmt {env['revision'] or 'unknown revision'}, {env['date']}; wheels installed in "
-             f"{'n/a' if env['wheel_install_s'] is None else str(env['wheel_install_s']) + ' s'}; total {total_s:.0f} s",
+             f"{env['device']}, torch {env['torch']} (CUDA {env['cuda']}, cuDNN {env['cudnn']}), "
+             f"Python {env['python']}, nmt {env['revision'] or 'unknown revision'}, {env['date']}; "
+             f"wheels installed in {env['wheel_install_s'] or 'n/a'} s; total {total_s:.0f} s",
+             "", "packages: " + ", ".join(f"{k} {env[k]}" for k in PACKAGES),
              "", "| row | what | result | figure | s |", "|---|---|---|---|---|"]
     for r in rows:
         cells = [r.name, r.what, r.result, r.figure, f"{r.seconds:.1f}"]
@@ -668,7 +678,8 @@ def child_main(argv: list[str]) -> None:
     from nmt.cli.train import main as nmt_train
     from nmt.training.trainer import Callbacks
     if args.cap_mib:
-        torch.cuda.set_per_process_memory_fraction(args.cap_mib * 2**20 / torch.cuda.get_device_properties(0).total_memory)
+        total = torch.cuda.get_device_properties(0).total_memory
+        torch.cuda.set_per_process_memory_fraction(args.cap_mib * 2**20 / total)
 
     class PauseAt(Callbacks):
         def on_step(self, trainer, result):
