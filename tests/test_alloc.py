@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import platform
 import statistics
 import subprocess
@@ -21,8 +22,13 @@ WARMUP, MEASURED = 8, 11  # cycles left out, cycles judged by their median
 # fresh clone's CI run, 2 cores, other jobs running), so the first WARMUP cycles are left out and the
 # MEDIAN of the others is judged: one stray cycle cannot fail the test, while an allocator that
 # returns memory faults in every cycle and still fails it.
+# The probe turns transparent huge pages off for itself (prctl PR_SET_THP_DISABLE), so a fault is one 4 KiB
+# page whatever /sys/kernel/mm/transparent_hugepage says (with THP, a 64 MB tensor faults in ~32 huge
+# pages, not 16,384 small ones), and runs in an environment without MALLOC_* / GLIBC_TUNABLES, which would
+# tune glibc before the test does.
 PROBE = """
-import json, resource, sys
+import ctypes, json, resource, sys
+assert ctypes.CDLL(None, use_errno=True).prctl(41, 1, 0, 0, 0) == 0, "prctl(PR_SET_THP_DISABLE) failed"
 from nmt.alloc import tune_allocator
 applied = tune_allocator() if sys.argv[1] == "tuned" else None
 import torch
@@ -37,9 +43,14 @@ print(json.dumps({"applied": applied, "faults": faults}))
 """
 
 
+def clean_env() -> dict:
+    """This environment without the variables that configure glibc's allocator."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_") and k != "GLIBC_TUNABLES"}
+
+
 def cycle_faults(mode: str) -> dict:
-    out = subprocess.run([sys.executable, "-c", PROBE, mode, str(WARMUP + MEASURED)], cwd=ROOT,
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run([sys.executable, "-c", PROBE, mode, str(WARMUP + MEASURED)], cwd=ROOT, env=clean_env(),
+                         capture_output=True, text=True, check=True, timeout=300)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
