@@ -12,12 +12,21 @@ deterministic).
 One difference is by design, not by the export: nmt's beam ranks finished hypotheses by GNMT's length
 penalty ((5 + |Y|) / 6)^alpha, CTranslate2 by |Y|^alpha (its `length_penalty`), so the beam outputs can
 differ slightly even in float32. Greedy outputs are compared in tests/runs/test_export.py.
+
+int8's speed depends on the CPU: the report names the CPU's features (AVX2, AVX-512, VNNI, from
+/proc/cpuinfo) and what CTranslate2 chose for the int8 model (its ISA, its 8-bit GEMM backend, whether it
+uses Intel MKL and the compute type it settled on, read from its own CT2_VERBOSE=1 log in a child process),
+with the CT2_* variables that steer that choice (CT2_USE_MKL, CT2_FORCE_CPU_ISA, ...) where set.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import re
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -57,6 +66,47 @@ def ct2_engine(model_dir: Path, compute_type: str, lines: list[str], beam: int, 
     return run
 
 
+ISA_FLAGS = {"AVX2": ("avx2",), "AVX-512": ("avx512f",), "VNNI": ("avx512_vnni", "avx_vnni"),
+             "AMX": ("amx_int8",)}  # feature -> /proc/cpuinfo flags, any of which has it
+CT2_CHOICES = ("Selected ISA", "GEMM_S8 backend", "Use Intel MKL", "Selected compute type")  # CT2_VERBOSE lines
+
+
+def cpu_isa(cpuinfo: str = "/proc/cpuinfo") -> dict:
+    """{feature: True | False} for the first CPU's flags, or {} where /proc/cpuinfo is not there."""
+    try:
+        text = Path(cpuinfo).read_text()
+    except OSError:
+        return {}
+    found = re.search(r"^flags\s*:(.*)$", text, flags=re.M)
+    flags = set(found.group(1).split()) if found else set()
+    return {name: any(f in flags for f in names) for name, names in ISA_FLAGS.items()}
+
+
+def ct2_int8_choice(model_dir: Path) -> dict:
+    """What CTranslate2 picks for `model_dir` loaded with compute_type=int8 on this CPU: {CT2_CHOICES key: value},
+    the supported compute types and the CT2_* variables set. Read from its CT2_VERBOSE=1 log (no Python API
+    reports the backend), in a child process so that this process's own CTranslate2 logging stays as it is."""
+    import ctranslate2
+    load = "import sys, ctranslate2; ctranslate2.Translator(sys.argv[1], device='cpu', compute_type='int8')"
+    out = subprocess.run([sys.executable, "-c", load, str(model_dir)], env={**os.environ, "CT2_VERBOSE": "1"},
+                         capture_output=True, text=True, timeout=300)
+    log = out.stdout + out.stderr
+    choice = {key: m.group(1).strip() for key in CT2_CHOICES
+              for m in [re.search(rf"{re.escape(key)}: (.*)$", log, flags=re.M)] if m}
+    return {**choice, "supported": sorted(ctranslate2.get_supported_compute_types("cpu")),
+            "env": {k: v for k, v in sorted(os.environ.items()) if k.startswith("CT2_")}}
+
+
+def hardware_line(report: dict) -> str:
+    """One sentence: the CPU's features and CTranslate2's int8 choice."""
+    isa = ", ".join(f"{k} {'yes' if v else 'no'}" for k, v in report["cpu_isa"].items()) or "unknown"
+    ct2 = report["ct2_int8"]
+    chosen = "; ".join(f"{k} {ct2.get(k, 'not reported')}" for k in CT2_CHOICES)
+    env = ", ".join(f"{k}={v}" for k, v in ct2["env"].items()) or "no CT2_* variable set"
+    return (f"CPU features: {isa}. CTranslate2 int8 on it: {chosen} (supported: {', '.join(ct2['supported'])}; "
+            f"{env}).")
+
+
 def timed(run) -> tuple[float, list[str]]:
     start = time.perf_counter()
     out = run()
@@ -85,6 +135,7 @@ def markdown(report: dict) -> str:
     lines.append(f"\n{report['cpu']} (torch {report['torch']}, ctranslate2 {report['ctranslate2']}), {a['threads']} thread(s), batches of {a['batch']} sentences, median of "
                  f"{a['repeats']} interleaved repeats; load average {fmt(report['load_before'], '.2f')} before, "
                  f"{fmt(report['load_after'], '.2f')} after.")
+    lines.append(f"\n{hardware_line(report)}")
     return "\n".join(lines) + "\n"
 
 
@@ -115,9 +166,11 @@ def main(argv: list[str] | None = None) -> dict:
             engines[f"ctranslate2 {quantization}"] = ct2_engine(out, quantization, lines, args.beam, args.batch,
                                                                  args.threads, decode)
         results = measure(engines, n, refs, args.repeats)
+        int8_choice = ct2_int8_choice(Path(tmp) / "int8")
     import ctranslate2
     report = {"args": vars(args), "sentences": n, "results": results, "cpu": cpu_name(), "torch": torch.__version__,
-              "ctranslate2": ctranslate2.__version__, "load_before": load_before, "load_after": loadavg()}
+              "ctranslate2": ctranslate2.__version__, "load_before": load_before, "load_after": loadavg(),
+              "cpu_isa": cpu_isa(), "ct2_int8": int8_choice}
     print(markdown(report))
     if args.out:
         Path(args.out).write_text(json.dumps(report, indent=2) + "\n")

@@ -5,7 +5,9 @@ one: embeddings (scaled by sqrt(d), as nmt does), nmt's interleaved sinusoidal (
 an explicit table, per layer the pre-norm layer norms, fused q/k/v (self) and q + fused k/v (cross)
 projections with their biases, the feed-forward, the final norms and the generator. The sentencepiece
 models are copied beside it (src.model, tgt.model). What CTranslate2 cannot run (RNN decoders, local /
-hard / non-scaled-dot attention, sliding windows, post-norm) is refused naming what works instead.
+hard / non-scaled-dot / non-softmax attention, sliding windows, a causal encoder or cross-attention, post-norm,
+a cross-attention head count other than the decoder self-attention's) is refused by name before anything is written.
+The encoder's head count may differ from the decoder's.
 
 Use it (docs: README, "Export to CTranslate2"):
 
@@ -47,24 +49,45 @@ class ExportJob:
             raise ValueError(f"quantization={self.quantization!r} must be one of {', '.join(QUANTIZATIONS)}")
 
 
+# (side, slot, windows CTranslate2 runs there): the decoder adds its causal mask to its self-attention itself,
+# so global and causal are the same there; CTranslate2 has no sliding window and no causal encoder or cross-attention
+SLOTS = (("encoder", "self_attention", ("global",)), ("decoder", "self_attention", ("causal", "global")),
+         ("decoder", "cross_attention", ("global",)))
+
+
 def check_exportable(model: dict) -> None:
-    """Refuse what CTranslate2's TransformerSpec cannot express (`model`: the run's model node), naming it and
-    what works instead."""
-    why = None
+    """Refuse what CTranslate2's TransformerSpec cannot express (`model`: the run's model node), naming every
+    such setting and what works instead; called before anything is written."""
+    why = exportable_problems(model)
+    if why:
+        raise RunDirError(f"this run cannot be exported to CTranslate2: {'; '.join(why)}. It runs with "
+                          "nmt-translate and the Python API (nmt.load); export a model=transformer run with the "
+                          "default attention")
+
+
+def exportable_problems(model: dict) -> list[str]:
+    """What in `model` CTranslate2 cannot run, one phrase per setting (empty: exportable)."""
     if model["family"] != "transformer":
-        why = f"model.family={model['family']} (CTranslate2 runs Transformer encoder-decoders only)"
-    else:
-        for side, slots in (("encoder", ("self_attention",)), ("decoder", ("self_attention", "cross_attention"))):
-            part = model[side]
-            if not part["pre_norm"]:
-                why = f"model.{side}.pre_norm=false (post-norm)"
-            for slot in slots:
-                a = part[slot]
-                if a["score"] != "scaled_dot" or a.get("window") == "local":
-                    why = f"model.{side}.{slot}: score={a['score']}, window={a.get('window')} (needs scaled_dot, no sliding window)"
-    if why is not None:
-        raise RunDirError(f"this run cannot be exported to CTranslate2: {why}. It runs with nmt-translate and "
-                          "the Python API (nmt.load); export a model=transformer run with the default attention")
+        return [f"model.family={model['family']} (CTranslate2 runs Transformer encoder-decoders only)"]
+    why = [f"model.{side}.pre_norm=false (post-norm; CTranslate2 runs pre-norm)"
+           for side in ("encoder", "decoder") if not model[side]["pre_norm"]]
+    for side, slot, windows in SLOTS:
+        a, key = model[side][slot], f"model.{side}.{slot}"
+        if a["_target_"] != "nmt.attention.MultiHeadAttention":
+            why.append(f"{key}._target_={a['_target_']} (CTranslate2 runs nmt.attention.MultiHeadAttention)")
+            continue
+        if a["score"] != "scaled_dot":
+            why.append(f"{key}.score={a['score']} (CTranslate2 runs scaled_dot only)")
+        if a["window"] not in windows:
+            why.append(f"{key}.window={a['window']} (CTranslate2 runs window={' or '.join(windows)} there)")
+        if a.get("normaliser", "softmax") != "softmax":  # runs saved before the key existed have none: softmax
+            why.append(f"{key}.normaliser={a['normaliser']} (CTranslate2 runs softmax only)")
+    self_heads, cross_heads = (model["decoder"][s]["num_heads"] for s in ("self_attention", "cross_attention"))
+    if self_heads != cross_heads:  # CTranslate2's decoder has one head count for both of its attentions
+        why.append(f"model.decoder.cross_attention.num_heads={cross_heads} differs from "
+                   f"model.decoder.self_attention.num_heads={self_heads} (CTranslate2's decoder has one head "
+                   "count; the encoder's may differ)")
+    return why
 
 
 def sinusoid_table(d_model: int, n: int) -> torch.Tensor:
@@ -78,9 +101,11 @@ def build_spec(trained):
     from ctranslate2.specs import transformer_spec
     m, cfg = trained.model, trained.config.model
     enc, dec = m.encoder, m.decoder
-    spec = transformer_spec.TransformerSpec.from_config(
-        (len(enc.layers), len(dec.layers)), cfg["encoder"]["self_attention"]["num_heads"], pre_norm=True,
-        alignment_layer=-1, alignment_heads=cfg["decoder"]["cross_attention"]["num_heads"])  # return_attention: heads averaged
+    enc_heads, dec_heads = cfg["encoder"]["self_attention"]["num_heads"], cfg["decoder"]["self_attention"]["num_heads"]
+    spec = transformer_spec.TransformerSpec(  # check_exportable: the decoder's cross-attention has dec_heads too
+        transformer_spec.TransformerEncoderSpec(len(enc.layers), enc_heads, pre_norm=True),
+        transformer_spec.TransformerDecoderSpec(len(dec.layers), dec_heads, pre_norm=True, alignment_layer=-1,
+                                                alignment_heads=dec_heads))  # return_attention: heads averaged
     copy_embeddings(spec.encoder, enc)
     copy_embeddings(spec.decoder, dec)
     for layer_spec, layer in zip(spec.encoder.layer, enc.layers):
@@ -103,9 +128,8 @@ def copy_embeddings(side_spec, part) -> None:
     embeddings = side_spec.embeddings[0] if isinstance(side_spec.embeddings, list) else side_spec.embeddings
     embeddings.weight = part.embed.weight.detach().numpy()
     side_spec.scale_embeddings = True  # nmt multiplies by sqrt(d_model) (Embeddings(scale=True))
-    d = part.embed.weight.size(1)
-    table = (part.positions.table.weight.detach() if part.positions.kind == "learned"
-             else sinusoid_table(d, MAX_POSITIONS))
+    learned, d = part.positions.kind == "learned", part.embed.weight.size(1)
+    table = part.positions.table.weight.detach() if learned else sinusoid_table(d, MAX_POSITIONS)  # (rows, d)
     side_spec.position_encodings.encodings = table.numpy()
 
 
