@@ -1,10 +1,11 @@
 """Every config composes and instantiates; bad choices and values fail before training, naming the fix."""
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
 from helpers import compose_cfg
 from hydra.errors import MissingConfigException
-from hydra.utils import instantiate
+from hydra.utils import get_class, instantiate
 from omegaconf import OmegaConf
 
 from nmt.cli.common import config_dir
@@ -19,6 +20,12 @@ def options(group: str) -> list[str]:
     return sorted(p.stem for p in (CONFIGS / group).glob("*.yaml"))
 
 
+def leaf_keys(d: dict, prefix: str = "") -> list[str]:
+    """Dotted keys of the leaves of a nested dict."""
+    return [k for key, v in d.items()
+            for k in (leaf_keys(v, f"{prefix}{key}.") if isinstance(v, dict) and v else [prefix + key])]
+
+
 @pytest.mark.parametrize("model", options("model"))
 def test_every_model_config_builds(model):
     cfg = compose_cfg([f"model={model}", "trainer=cpu"])
@@ -28,23 +35,27 @@ def test_every_model_config_builds(model):
 
 @pytest.mark.parametrize("attention", options("model/attention"))
 def test_every_attention_config_builds_in_the_rnn(attention):
+    """The decoder holds the class the YAML's _target_ names."""
     cfg = compose_cfg([f"model/attention={attention}", "trainer=cpu"])
-    assert build_model(cfg.model, 50, 50, 0).decoder.attention is not None
+    module = build_model(cfg.model, 50, 50, 0).decoder.attention
+    assert type(module) is get_class(cfg.model.attention._target_)
 
 
-@pytest.mark.parametrize("group", ["optim", "trainer"])
-def test_every_optim_and_trainer_config_validates(group):
-    for name in options(group):
-        cfg = compose_cfg([f"{group}={name}"] + ([] if group == "trainer" else ["trainer=cpu"]))
-        OptimSettings(**OmegaConf.to_container(cfg.optim))
-        TrainSettings(**OmegaConf.to_container(cfg.trainer))
+@pytest.mark.parametrize("group,name", [(g, n) for g in ("optim", "trainer") for n in options(g)])
+def test_every_optim_and_trainer_config_validates(group, name):
+    """Each option builds its typed settings, which hold exactly the YAML's values."""
+    cfg = compose_cfg([f"{group}={name}"] + ([] if group == "trainer" else ["trainer=cpu"]))
+    for settings, node in ((OptimSettings, cfg.optim), (TrainSettings, cfg.trainer)):
+        values = OmegaConf.to_container(node, resolve=True)
+        assert asdict(settings(**values)) == values
 
 
 @pytest.mark.parametrize("data", options("data"))
 def test_every_data_config_composes_and_its_corpus_instantiates(data, tmp_path):
     cfg = compose_cfg([f"data={data}", "trainer=cpu", f"data.root={tmp_path}"])
     corpus = instantiate(cfg.data.corpus)
-    assert hasattr(corpus, "load") and set(cfg.data.splits) == {"train", "valid", "test"}
+    assert type(corpus) is get_class(cfg.data.corpus._target_) and callable(corpus.load)
+    assert set(cfg.data.splits) == {"train", "valid", "test"}
 
 
 @pytest.mark.parametrize("data", options("data"))
@@ -60,8 +71,18 @@ def test_every_data_config_sets_every_key_of_the_shared_base(data):
 
 @pytest.mark.parametrize("name", options("experiment"))
 def test_every_experiment_composes(name):
+    """Every key the experiment file sets (hydra's sweep aside) has its value in the composed config, and
+    the model builds with the model group the experiment chose."""
     cfg = compose_cfg([f"+experiment={name}", "trainer=cpu"])
-    build_model(cfg.model, 60, 60, 0)
+    own = OmegaConf.load(CONFIGS / "experiment" / f"{name}.yaml")
+    chosen = {k.split("/")[-1]: v for d in own.pop("defaults", []) if isinstance(d, dict) for k, v in d.items()}
+    own.pop("hydra", None)  # the sweep settings: not part of the job's config
+    for key in leaf_keys(OmegaConf.to_container(own)):
+        assert OmegaConf.select(cfg, key) == OmegaConf.select(own, key), key
+    net = build_model(cfg.model, 60, 60, 0)
+    if "model" in chosen:
+        assert cfg.model.family == compose_cfg([f"model={chosen['model']}", "trainer=cpu"]).model.family
+        assert net.generator.out_features == 60
 
 
 def test_wrong_choice_lists_the_options():
