@@ -1,5 +1,6 @@
 """Run directories and run configs: data_root for every corpus kind, absolute stored paths, the run lock."""
 import os
+import select
 import signal
 import socket
 import subprocess
@@ -38,7 +39,7 @@ HOLD = "import sys, time; from pathlib import Path; from nmt.runs.run_dir import
 
 def holder(run_dir) -> subprocess.Popen:
     proc = subprocess.Popen([sys.executable, "-c", HOLD, str(run_dir)], stdout=subprocess.PIPE, text=True)
-    assert proc.stdout.readline().strip() == "locked"
+    assert select.select([proc.stdout], [], [], 300)[0] and proc.stdout.readline().strip() == "locked"
     return proc
 
 
@@ -52,13 +53,13 @@ def test_a_held_run_dir_refuses_a_second_process_naming_the_holder(tmp_path):
         assert (tmp_path / "run" / ".lock").read_bytes() == before
     finally:
         proc.kill()
-        proc.wait()
+        proc.wait(timeout=60)
 
 
 def test_a_lock_left_by_kill_9_does_not_block(tmp_path):
     proc = holder(tmp_path / "run")
     os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    proc.wait(timeout=60)
     check_unlocked(tmp_path / "run")
     with run_lock(tmp_path / "run"):
         with run_lock(tmp_path / "run"):  # the same process may take it again (CLI, then train())

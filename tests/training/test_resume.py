@@ -2,6 +2,7 @@
 
 The killed run builds its batches ahead in a thread (trainer.prefetch=3), the reference in the loop
 (trainer.prefetch=0): a checkpoint holds the data position of the batches trained on, not of those built."""
+import select
 import signal
 import subprocess
 import sys
@@ -12,7 +13,8 @@ import pytest
 import torch
 from helpers import TOY_TRAIN, job_cfg, tb_scalars
 
-ARGS = [*TOY_TRAIN, "trainer.valid_every=30", "trainer.valid_max_sentences=10"]
+# one thread per trainer: a test may run a trainer beside another process, and the machine may have 2 cores
+ARGS = [*TOY_TRAIN, "trainer.valid_every=30", "trainer.valid_max_sentences=10", "trainer.num_threads=1"]
 
 
 def start(run_dir: Path, cache: Path, *extra: str) -> subprocess.Popen:
@@ -26,11 +28,12 @@ def finish(proc: subprocess.Popen) -> str:
     return out + err  # Hydra's job logging writes to stdout
 
 
-def wait_for(path: Path, proc: subprocess.Popen, timeout: float = 300) -> None:
-    t0 = time.time()
+def wait_for(path: Path, proc: subprocess.Popen, timeout: float = 600) -> None:
+    """Until `path` exists; a bound on the wait (the test fails rather than hangs), not a speed requirement."""
+    deadline = time.monotonic() + timeout
     while not path.exists():
-        assert proc.poll() is None, proc.communicate()[1][-3000:]
-        assert time.time() - t0 < timeout
+        assert proc.poll() is None, proc.communicate(timeout=60)[1][-3000:]
+        assert time.monotonic() < deadline, f"{path} did not appear within {timeout:.0f} s"
         time.sleep(0.005)
 
 
@@ -45,7 +48,7 @@ def test_sigkill_then_resume_equals_uninterrupted(tmp_path, cache):
     wait_for(tmp_path / "cut" / "checkpoints" / "step_15.pt", victim)
     assert victim.poll() is None, "the run finished before it could be killed"
     victim.send_signal(signal.SIGKILL)
-    victim.wait()
+    victim.wait(timeout=60)
     err = finish(start(tmp_path / "cut", cache, "trainer.max_steps=60", "trainer.prefetch=3", "trainer.resume=true"))
     assert "resumed from" in err
     log = (tmp_path / "cut" / "train.log").read_text()  # Hydra's log follows run_dir, and appends
@@ -97,6 +100,7 @@ def hold_lock(run_dir: Path) -> subprocess.Popen:
     code = ("import sys, time; from pathlib import Path; from nmt.runs.run_dir import run_lock\n"
             "with run_lock(Path(sys.argv[1])):\n    print('locked', flush=True); time.sleep(600)")
     proc = subprocess.Popen([sys.executable, "-c", code, str(run_dir)], stdout=subprocess.PIPE, text=True)
+    assert select.select([proc.stdout], [], [], 300)[0], "the lock holder printed nothing in 300 s"
     assert proc.stdout.readline().strip() == "locked"
     return proc
 
@@ -127,13 +131,13 @@ def test_a_held_run_dir_refuses_a_second_trainer_and_readers_still_read(cli_run)
         assert out.returncode == 0, out.stderr[-2000:]
     finally:
         proc.kill()
-        proc.wait()
+        proc.wait(timeout=60)
 
 
 def test_bare_resume_after_the_holder_was_killed_continues_from_the_runs_own_config(cli_run):
     proc = hold_lock(cli_run)
     proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    proc.wait(timeout=60)
     overrides = (cli_run / ".hydra" / "overrides.yaml").read_bytes()
     resumed = cli("train", "trainer.resume=true", f"run_dir={cli_run}", "trainer.max_steps=15", cwd=cli_run.parent)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
