@@ -106,6 +106,10 @@ MUTATIONS = [
              "centre = centre_sum(centres[spec.slot], target, spec.half_width)  # ()",
              "pass  # mutation: the centre loss is never added",
              ("tests/training/test_align_training.py::test_the_step_weighs_each_loss_and_normalises_per_linked_row",)),
+    Mutation("learned positions exported to CTranslate2 as the sinusoid table", "nmt/runs/export.py",
+             "table = part.positions.table.weight.detach() if learned else sinusoid_table(d, MAX_POSITIONS)  # (rows, d)",
+             "table = sinusoid_table(d, MAX_POSITIONS)  # (rows, d)",
+             ("tests/runs/test_export.py::test_float32_export_translates_like_nmt",)),
 ]
 
 IGNORE = shutil.ignore_patterns(".git", "__pycache__", "*.egg-info", "outputs", "multirun", ".pytest_cache")
