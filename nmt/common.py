@@ -11,7 +11,7 @@ import secrets
 import sys
 import types
 import typing
-from dataclasses import fields, is_dataclass
+from dataclasses import dataclass, fields, is_dataclass
 from pathlib import Path
 from typing import BinaryIO, Callable
 
@@ -94,6 +94,20 @@ def pick_device(name: str, local_rank: int = 0) -> torch.device:
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError("device cuda requested but CUDA is not available; use trainer=cpu (or device=cpu)")
     return torch.device("cuda", local_rank) if name == "cuda" else torch.device(name)
+
+
+@dataclass(frozen=True)
+class HostLengths:
+    """A batch's source lengths kept on the host, as the collator built them (nmt.data.batching.Batch.host).
+
+    lengths (B,) long, on the CPU: pack_padded_sequence reads its lengths there, so an RNN encoder given these
+    makes no device->host copy per micro-batch. padded: some row is shorter than the batch's source length
+    (False: nothing is masked, and a Transformer encoder attends without a mask: the fused kernels' fast path).
+    A plain object, not a tensor: DDP's forward moves every tensor argument to the device (inside tuples,
+    lists and dicts too) and would undo this; Batch.to leaves it where it is.
+    """
+    lengths: torch.Tensor
+    padded: bool
 
 
 def setup_logging() -> None:

@@ -85,12 +85,12 @@ class MultiHeadAttention(nn.Module):
         when need_weights is False and the fused path ran)."""
         B, Tq, _ = query.shape
         q = self._split(self.q_proj(query))  # (B, H, Tq, dh)
-        mask4 = self._full_mask(mask, B, Tq, k.size(2), query_positions, query.device)
         if (not need_weights and self.score.sdpa_scale is not None and self.intervention is None
                 and self.normaliser.kind == "softmax"):  # the fused kernels compute softmax only
-            heads = self._fused(q, k, v, mask4)  # (B, H, Tq, dh)
+            heads = self._fused(q, k, v, mask, query_positions)  # (B, H, Tq, dh)
             weights = q.new_zeros(B, self.num_heads, Tq, 0)  # (B, H, Tq, 0): not computed
         else:
+            mask4 = self._full_mask(mask, B, Tq, k.size(2), query_positions, query.device)  # (B|1, 1, Tq|1, Tk)
             weights = self.normaliser(self.score(q, k), mask4)  # (B, H, Tq, Tk)
             weights = intervene(self.intervention, weights, mask4)  # (B, H, Tq, Tk); unchanged by default
             dropped = F.dropout(weights, self.dropout, self.training)  # (B, H, Tq, Tk)
@@ -98,14 +98,25 @@ class MultiHeadAttention(nn.Module):
         merged = heads.transpose(1, 2).reshape(B, Tq, -1)  # (B, Tq, d)
         return AttentionOutput(self.out_proj(merged), weights)
 
-    def _fused(self, q: Tensor, k: Tensor, v: Tensor, mask4: Tensor | None) -> Tensor:
+    def _fused(self, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None,
+               query_positions: Tensor | None) -> Tensor:
         """F.scaled_dot_product_attention -> (B, H, Tq, dh), zeros for rows with no key.
 
-        A row with every key masked would come back NaN from the fused kernels; it attends
+        No mask where nothing is masked (a global window without a mask; a causal window's one query on
+        the last key) and is_causal for a causal window over the default positions with Tq = Tk (decoder
+        self-attention under teacher forcing): an explicit mask rules the flash kernel out on a GPU.
+        Otherwise a row with every key masked would come back NaN from the fused kernels; it attends
         everywhere instead (finite values and gradients) and its output is zeroed, matching
         masked_softmax's zero row.
         """
         p = self.dropout if self.training else 0.0
+        B, _, Tq, _ = q.shape
+        Tk = k.size(2)
+        default = mask is None and query_positions is None  # the window alone, over aligned positions
+        if default and self.window == "causal" and Tq == Tk:
+            return F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=True, scale=self.score.sdpa_scale)
+        mask4 = None if default and self.window == "causal" and Tq == 1 else \
+            self._full_mask(mask, B, Tq, Tk, query_positions, q.device)  # (B|1, 1, Tq|1, Tk) or None
         if mask4 is None:
             return F.scaled_dot_product_attention(q, k, v, dropout_p=p, scale=self.score.sdpa_scale)
         has_key = mask4.any(-1, keepdim=True)  # (B, 1, Tq, 1)

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from torch.utils.data import Sampler
 
+from nmt.common import HostLengths
 from nmt.data.align_rows import alignment_targets, linked_row_count
 from nmt.data.idstore import RaggedIds
 
@@ -36,6 +37,8 @@ class Batch:
     align        (B, T, S) float or None  alignment targets of supervised training (data.alignment:
                               nmt.data.align_rows.alignment_targets), None without
     n_align_rows int          target rows of align with a link (0 without): the loss's normaliser
+    host         HostLengths or None  src_lengths on the host, built with the batch (the RNN encoder packs with
+                              them: no device->host copy); Batch.to and the prefetcher leave them there
     """
 
     src: torch.Tensor
@@ -46,10 +49,11 @@ class Batch:
     n_tgt_tokens: int
     align: torch.Tensor | None = None
     n_align_rows: int = 0
+    host: HostLengths | None = None
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> "Batch":
         """A copy with every tensor moved to device (through pinned memory for a non-blocking CUDA copy;
-        tensors already there, as nmt.data.prefetch puts them, stay as they are)."""
+        tensors already there, as nmt.data.prefetch puts them, stay as they are); `host` stays on the host."""
         pin = non_blocking and torch.device(device).type == "cuda"
         moved = {f.name: getattr(self, f.name) for f in fields(self)}
         for name, value in moved.items():
@@ -60,6 +64,17 @@ class Batch:
 
     def __len__(self) -> int:
         return self.src.size(0)
+
+
+@dataclass
+class Counted:
+    """Another DDP rank's batch, not collated: the counts a global batch's loss normaliser needs (the training
+    loop sums n_tgt_tokens and n_align_rows over all k x world batches of a step and trains on its own k)."""
+    n_tgt_tokens: int
+    n_align_rows: int = 0
+
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> "Counted":
+        return self  # nothing to move
 
 
 def collate_rows(src: RaggedIds, tgt: RaggedIds, idx: np.ndarray, pad_id: int, bos_id: int,
@@ -78,6 +93,7 @@ def collate_rows(src: RaggedIds, tgt: RaggedIds, idx: np.ndarray, pad_id: int, b
         tgt_out=torch.from_numpy(tgt.padded(idx, pad_id, suffix=eos_id)),                    # (B, T)
         indices=torch.from_numpy(idx.copy()),                                                # (B,)
         n_tgt_tokens=int(tgt_lengths.sum()) + len(idx),
+        host=HostLengths(torch.from_numpy(src_lengths), bool(len(idx)) and src_lengths.min() < src_lengths.max()),
     )
 
 
@@ -239,11 +255,31 @@ class BatchIterator:
         self.links = links  # piece links (L, 2) of every row (nmt.alignment.supervision), or None
         self.sampler = sampler
         self.pad_id, self.bos_id, self.eos_id = pad_id, bos_id, eos_id
+        self.rank, self.world, self.accum = 0, 1, 1  # sharded(): this rank collates only its own batches
 
-    def __iter__(self) -> Iterator[Batch]:
+    def sharded(self, rank: int, world: int, accum_steps: int) -> "BatchIterator":
+        """This iterator (same sampler) for DDP rank `rank` of `world`: of every global batch (accum_steps x
+        world consecutive batches from the epoch's start; rank r trains on the r-th accum_steps of them) it
+        collates only its own and yields Counted for the others, so the batch sequence is unchanged."""
+        if not 0 <= rank < world or accum_steps < 1:
+            raise ValueError(f"rank {rank} of world {world} with accum_steps {accum_steps}: need 0 <= rank < world "
+                             "and trainer.accum_steps >= 1")
+        shard = BatchIterator(self.src_ids, self.tgt_ids, self.sampler, self.pad_id, self.bos_id, self.eos_id,
+                              self.links)
+        shard.rank, shard.world, shard.accum = rank, world, accum_steps
+        return shard
+
+    def __iter__(self) -> Iterator[Batch | Counted]:
+        group = self.accum * self.world
         for idx in self.sampler:
+            slot = (self.sampler.position - 1) % group  # this batch's place in its global batch
+            links = None if self.links is None else [self.links[i] for i in idx]
+            if slot // self.accum != self.rank:  # another rank's: counted, not collated
+                tokens = int(self.tgt_ids.starts_lengths(idx)[1].sum()) + len(idx)
+                yield Counted(tokens, 0 if links is None else linked_row_count(links))
+                continue
             batch = collate_rows(self.src_ids, self.tgt_ids, idx, self.pad_id, self.bos_id, self.eos_id)
-            yield batch if self.links is None else with_alignment(batch, [self.links[i] for i in idx])
+            yield batch if links is None else with_alignment(batch, links)
 
     def __len__(self) -> int:
         return len(self.sampler)

@@ -8,7 +8,8 @@ from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence
 from nmt.attention.slot import Slot
 from nmt.models.embeddings import Embeddings
 from nmt.attention.windows import lengths_mask
-from nmt.models.seq2seq import DecoderOutput, EncoderOutput, State
+from nmt.common import HostLengths
+from nmt.models.seq2seq import DecoderOutput, EncoderOutput, NeedWeights, State, wants
 
 CELLS = {"lstm": nn.LSTM, "gru": nn.GRU}
 CROSS = Slot("cross")  # the RNN decoder's one attention over the source
@@ -42,8 +43,8 @@ def _packed_rnn(rnn: nn.RNNBase, x: Tensor, lengths: Tensor):
     """A bidirectional RNN over the real tokens only: x (B, S, E), lengths (B,) on the host -> memory (B, S, 2H)
     float32 (zeros on padding), final states (2L, B, H) (an LSTM: a pair). Run eagerly under torch.compile (see
     the reason)."""
-    # lengths already on the host (Batch.host_lengths) cost nothing here; device lengths are one host read
-    packed = pack_padded_sequence(x.float(), lengths.cpu(), batch_first=True, enforce_sorted=False)
+    host = lengths if lengths.device.type == "cpu" else lengths.cpu()  # device lengths: a device->host copy
+    packed = pack_padded_sequence(x.float(), host, batch_first=True, enforce_sorted=False)
     zeros = x.new_zeros(2 * rnn.num_layers, x.size(0), rnn.hidden_size, dtype=torch.float32)  # (2L, B, H)
     out, final = run_fp32(rnn, packed, (zeros, zeros) if isinstance(rnn, nn.LSTM) else zeros)  # given h0:
     return unpack(out, x.size(1)), final  # no int(batch_sizes[0]) inside the RNN   (B, S, 2H)
@@ -72,10 +73,13 @@ class RNNEncoder(nn.Module):
     def attention_modules(self) -> dict[Slot, nn.Module]:
         return {}  # a recurrent encoder has no attention
 
-    def forward(self, src: Tensor, src_lengths: Tensor, need_weights: bool = False) -> EncoderOutput:
-        """src (B, S), src_lengths (B,) -> memory (B, S, 2H), final (B, L, 2H or 4H for LSTM)."""
+    def forward(self, src: Tensor, src_lengths: Tensor, need_weights: NeedWeights = False,
+                host_lengths: HostLengths | None = None) -> EncoderOutput:
+        """src (B, S), src_lengths (B,) -> memory (B, S, 2H), final (B, L, 2H or 4H for LSTM). Packing reads
+        host_lengths (Batch.host) when given, else copies src_lengths to the host."""
         x = self.dropout(self.embed(src))  # (B, S, E)
-        memory, final = _packed_rnn(self.rnn, x, src_lengths)  # (B, S, 2H), (2L, B, H) [x2 for LSTM]
+        lengths = src_lengths if host_lengths is None else host_lengths.lengths  # (B,)
+        memory, final = _packed_rnn(self.rnn, x, lengths)  # (B, S, 2H), (2L, B, H) [x2 for LSTM]
         states = final if isinstance(final, tuple) else (final,)
         # each (L*2, B, H) -> (L, 2, B, H) -> (B, L, 2, H) -> (B, L, 2H): both directions side by side
         parts = [s.view(self.rnn.num_layers, 2, s.size(1), s.size(2)).permute(2, 0, 1, 3)
@@ -160,8 +164,9 @@ class RNNDecoder(nn.Module):
                               query_positions=positions, need_weights=need_weights)
 
     def forward(self, tgt_in: Tensor, enc: EncoderOutput, state: State,
-                need_weights: bool = False) -> DecoderOutput:
+                need_weights: NeedWeights = False) -> DecoderOutput:
         """tgt_in (B, T) -> features (B, T, H); continues from `state` (T=1 for step-wise decoding)."""
+        need_weights = wants(need_weights, CROSS)
         emb = self.dropout(self.embed(tgt_in))  # (B, T, E)
         T = tgt_in.size(1)
         positions = state["pos"][:, None] + torch.arange(T, device=tgt_in.device)  # (B, T)

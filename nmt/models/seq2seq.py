@@ -6,8 +6,17 @@ from dataclasses import dataclass, field
 from torch import Tensor, nn
 
 from nmt.attention.slot import Slot
+from nmt.common import HostLengths
 
 State = dict[str, Tensor]  # every tensor batch-first, so beam search can index_select(0, ...)
+# need_weights: True = the maps of every slot, False = none, a set of slots = those slots' maps only (guided
+# alignment supervises one slot: every other layer keeps the fused attention kernels)
+NeedWeights = bool | frozenset
+
+
+def wants(need_weights: NeedWeights, slot: Slot) -> bool:
+    """Whether `slot` must return its attention weights (need_weights of Seq2Seq.forward)."""
+    return need_weights if isinstance(need_weights, bool) else slot in need_weights
 
 
 @dataclass
@@ -16,12 +25,13 @@ class EncoderOutput:
     mask: Tensor                   # (B, S) bool, True = real source token
     final: Tensor | None = None    # RNN: (B, L, Dd[*2]) initial decoder state; else None
     attention: dict[Slot, Tensor] = field(default_factory=dict)  # enc.<i>.self -> (B, H, S, S)
+    padded: bool = True            # False: mask is all True (HostLengths.padded), attention takes no mask
 
     def index_select(self, index: Tensor) -> "EncoderOutput":
         """Reorder/expand along the batch (beam search)."""
         pick = lambda t: None if t is None else t.index_select(0, index)  # noqa: E731
         return EncoderOutput(pick(self.memory), pick(self.mask), pick(self.final),
-                             {k: pick(v) for k, v in self.attention.items()})
+                             {k: pick(v) for k, v in self.attention.items()}, self.padded)
 
 
 @dataclass
@@ -42,24 +52,25 @@ class Seq2Seq(nn.Module):
         self.decoder = decoder
         self.generator = generator
 
-    def encode(self, src: Tensor, src_lengths: Tensor, need_weights: bool = False) -> EncoderOutput:
-        """src (B, S) long, src_lengths (B,) -> EncoderOutput."""
-        return self.encoder(src, src_lengths, need_weights=need_weights)
+    def encode(self, src: Tensor, src_lengths: Tensor, need_weights: NeedWeights = False,
+               host_lengths: HostLengths | None = None) -> EncoderOutput:
+        """src (B, S) long, src_lengths (B,) -> EncoderOutput; host_lengths: the same lengths on the host (Batch.host)."""
+        return self.encoder(src, src_lengths, need_weights=need_weights, host_lengths=host_lengths)
 
     def init_state(self, enc: EncoderOutput) -> State:
         return self.decoder.init_state(enc)
 
     def decode(self, tgt_in: Tensor, enc: EncoderOutput, state: State,
-               need_weights: bool = False) -> DecoderOutput:
+               need_weights: NeedWeights = False) -> DecoderOutput:
         """Consume tgt_in (B, T) from `state`; returns logits (B, T, V) in .logits."""
         out = self.decoder(tgt_in, enc, state, need_weights=need_weights)
         out.logits = self.generator(out.features)  # (B, T, D) -> (B, T, V)
         return out
 
-    def forward(self, src: Tensor, src_lengths: Tensor, tgt_in: Tensor,
-                need_weights: bool = False) -> tuple[DecoderOutput, EncoderOutput]:
+    def forward(self, src: Tensor, src_lengths: Tensor, tgt_in: Tensor, need_weights: NeedWeights = False,
+                host_lengths: HostLengths | None = None) -> tuple[DecoderOutput, EncoderOutput]:
         """Teacher-forced pass: logits (B, T, V) in out.logits."""
-        enc = self.encode(src, src_lengths, need_weights=need_weights)
+        enc = self.encode(src, src_lengths, need_weights=need_weights, host_lengths=host_lengths)
         out = self.decode(tgt_in, enc, self.init_state(enc), need_weights=need_weights)
         return out, enc
 

@@ -16,10 +16,11 @@ from torch import Tensor, nn
 
 from nmt.models.embeddings import Embeddings
 from nmt.models.positions import PositionEncoding
-from nmt.attention import KVAttention
+from nmt.attention import KVAttention, MultiHeadAttention
 from nmt.attention.slot import Slot
 from nmt.attention.windows import lengths_mask
-from nmt.models.seq2seq import DecoderOutput, EncoderOutput, State
+from nmt.common import HostLengths
+from nmt.models.seq2seq import DecoderOutput, EncoderOutput, NeedWeights, State, wants
 
 
 class FeedForward(nn.Module):
@@ -72,7 +73,7 @@ class EncoderLayer(nn.Module):
         self.ff_block = Residual(d_model, dropout, pre_norm)
 
     def forward(self, x: Tensor, mask: Tensor, positions: Tensor, need_weights: bool) -> tuple[Tensor, Tensor]:
-        """x (B, S, D), mask (B, 1, S), positions (B, S) -> (B, S, D), weights (B, H, S, S)."""
+        """x (B, S, D), mask (B, 1, S) or None, positions (B, S) -> (B, S, D), weights (B, H, S, S)."""
         def attend(h: Tensor):
             out = self.self_attention(h, h, h, mask, query_positions=positions, need_weights=need_weights)
             return out.context, out.weights
@@ -103,18 +104,22 @@ class TransformerEncoder(nn.Module):
     def attention_modules(self) -> dict[Slot, nn.Module]:
         return {Slot.of("enc", i, "self"): layer.self_attention for i, layer in enumerate(self.layers)}
 
-    def forward(self, src: Tensor, src_lengths: Tensor, need_weights: bool = False) -> EncoderOutput:
-        """src (B, S), src_lengths (B,) -> memory (B, S, D), mask (B, S), final None."""
+    def forward(self, src: Tensor, src_lengths: Tensor, need_weights: NeedWeights = False,
+                host_lengths: HostLengths | None = None) -> EncoderOutput:
+        """src (B, S), src_lengths (B,) -> memory (B, S, D), mask (B, S), final None. A batch without padding
+        (host_lengths.padded False) attends without a mask, here and in the decoder's cross-attention."""
         B, S = src.shape
         positions = torch.arange(S, device=src.device).expand(B, S)  # (B, S)
         x = self.dropout(self.embed(src) + self.positions(positions, S - 1))  # (B, S, D)
         mask = lengths_mask(src_lengths, S)  # (B, S)
+        padded = host_lengths is None or host_lengths.padded
         attention = {}
         for i, layer in enumerate(self.layers):
-            x, weights = layer(x, mask[:, None, :], positions, need_weights)
-            if need_weights:
+            want = need_weights is not False and wants(need_weights, Slot.of("enc", i, "self"))  # no Slot built
+            x, weights = layer(x, mask[:, None, :] if padded else None, positions, want)  # when none (compile)
+            if want:
                 attention[Slot.of("enc", i, "self")] = weights  # (B, H, S, S)
-        return EncoderOutput(self.final_norm(x), mask, None, attention)
+        return EncoderOutput(self.final_norm(x), mask, None, attention, padded)
 
 
 class DecoderLayer(nn.Module):
@@ -135,19 +140,26 @@ class DecoderLayer(nn.Module):
         self.ff_block = Residual(d_model, dropout, pre_norm)
 
     def forward(self, x: Tensor, positions: Tensor, self_mask: Tensor, past: tuple[Tensor, Tensor],
-                cross: tuple[Tensor, Tensor], src_mask: Tensor, need_weights: bool):
+                cross: tuple[Tensor, Tensor], src_mask: Tensor, need_weights: tuple[bool, bool]):
         """x (B, T, D), positions (B, T), self_mask (B, T, t+T), past k/v (B, H, t, dh),
-        cross k/v (B, H, S, dh), src_mask (B, 1, S) -> x (B, T, D), new k/v (B, H, t+T, dh), weights."""
+        cross k/v (B, H, S, dh), src_mask (B, 1, S), need_weights (self, cross) -> x (B, T, D),
+        new k/v (B, H, t+T, dh), weights.
+
+        A causal multi-head self-attention builds its causal window itself: it gets neither the mask nor the
+        positions (both are the default ones), so the fused kernel can run with is_causal."""
+        causal = isinstance(self.self_attention, MultiHeadAttention) and self.self_attention.window == "causal"
+
         def self_attend(h: Tensor):
             k, v = self.self_attention.project_kv(h, h)  # (B, H, T, dh) each
             k, v = torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2)  # (B, H, t+T, dh)
-            out = self.self_attention.attend(h, k, v, self_mask, query_positions=positions,
-                                             need_weights=need_weights)
+            out = self.self_attention.attend(h, k, v, None if causal else self_mask,
+                                             query_positions=None if causal else positions,
+                                             need_weights=need_weights[0])
             return out.context, (out.weights, k, v)
 
         def cross_attend(h: Tensor):
             out = self.cross_attention.attend(h, cross[0], cross[1], src_mask, query_positions=positions,
-                                              need_weights=need_weights)
+                                              need_weights=need_weights[1])
             return out.context, out.weights
 
         x, (self_w, k, v) = self.self_block(x, self_attend)
@@ -203,7 +215,7 @@ class TransformerDecoder(nn.Module):
         return state
 
     def forward(self, tgt_in: Tensor, enc: EncoderOutput, state: State,
-                need_weights: bool = False) -> DecoderOutput:
+                need_weights: NeedWeights = False) -> DecoderOutput:
         """tgt_in (B, T) continuing from `state` -> hidden (B, T, D), state with caches grown by T.
 
         attention (need_weights): dec.<i>.self (B, H, T, t+T), dec.<i>.cross (B, H, T, S).
@@ -214,14 +226,15 @@ class TransformerDecoder(nn.Module):
         x = self.dropout(self.embed(tgt_in) + self.positions(positions, past + T - 1))  # (B, T, D)
         keys = torch.arange(past + T, device=tgt_in.device)
         self_mask = keys[None, None, :] <= positions[:, :, None]  # (B, T, t+T) causal
-        src_mask = enc.mask[:, None, :]  # (B, 1, S)
+        src_mask = enc.mask[:, None, :] if enc.padded else None  # (B, 1, S); None: no source padding
         new, attention = dict(state), {}
         for i, layer in enumerate(self.layers):
-            x, (k, v), (self_w, cross_w) = layer(
-                x, positions, self_mask, (state[f"self_k{i}"], state[f"self_v{i}"]),
-                (state[f"cross_k{i}"], state[f"cross_v{i}"]), src_mask, need_weights)
+            # dynamo cannot build a Slot (a str subclass): none is built when no map is asked for
+            slots = (Slot.of("dec", i, "self"), Slot.of("dec", i, "cross")) if need_weights is not False else ()
+            want = tuple(wants(need_weights, slot) for slot in slots) or (False, False)
+            x, (k, v), maps = layer(x, positions, self_mask, (state[f"self_k{i}"], state[f"self_v{i}"]),
+                                    (state[f"cross_k{i}"], state[f"cross_v{i}"]), src_mask, want)
             new[f"self_k{i}"], new[f"self_v{i}"] = k, v
-            if need_weights:
-                attention[Slot.of("dec", i, "self")], attention[Slot.of("dec", i, "cross")] = self_w, cross_w
+            attention.update({slot: w for slot, w, wanted in zip(slots, maps, want) if wanted})
         new["pos"] = state["pos"] + T
         return DecoderOutput(self.final_norm(x), new, attention, {})

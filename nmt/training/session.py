@@ -91,7 +91,8 @@ def build_trainer(settings: RunSettings, data: DataBundle, device: torch.device,
         check_meta(found[1]["meta"], meta)
     purge = found[1]["progress"]["step"] + 1 if found else None
     logger = RunLogger(run_dir, settings.tensorboard and dist.main, purge_step=purge, probes=settings.probes)
-    train_batches = batches_for(data.train, settings, data, shuffle=True, links=data.train_links)
+    train_batches = batches_for(data.train, settings, data, shuffle=True, links=data.train_links).sharded(
+        dist.rank, dist.world, settings.trainer.accum_steps)  # each rank collates only its own batches
     parts = TrainerParts(model, train_batches, valid, data.src_tok,
                          data.tgt_tok, run_dir, logger, meta, dist, device,
                          progress_bar=settings.progress_bar and dist.main, callbacks=callbacks)

@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from nmt.common import HostLengths
 from nmt.data.batching import Batch
 from nmt.training.align_loss import AlignSpec, supervised_sum
 from nmt.training.loss import label_smoothed_loss
@@ -17,6 +18,10 @@ from nmt.training.loss import label_smoothed_loss
 # recompiles are bounded by the number of such length buckets (13 for data.max_len 100). Every other dimension
 # (batch, source and, for a Transformer, target length) is marked dynamic: one graph serves all sizes.
 TARGET_BUCKET = 8
+# ... and the source to a multiple of this many positions: CUDA's memory-efficient attention kernel takes a mask
+# (an additive bias) only with a 16-byte aligned row stride, so an odd source length would push every masked
+# attention of the compiled (Inductor) graph onto the slow math kernel. The extra keys are masked padding.
+SOURCE_BUCKET = 8
 RECOMPILE_LIMIT = 32  # per code object; dynamo's default of 8 would fall back to eager after 8 buckets
 
 
@@ -44,7 +49,8 @@ def micro_loss(parts: StepParts, b: Batch) -> tuple[Tensor, Tensor, tuple[Tensor
     sums run over the batch's linked rows (nmt.training.align_loss.supervised_sum on Batch.align: the
     objective's weighted sum and the logged one)."""
     supervised = parts.align is not None
-    out, _ = parts.net(b.src, b.src_lengths, b.tgt_in, need_weights=supervised)
+    maps = frozenset({parts.align.slot}) if supervised else False  # the supervised slot only: the others stay fused
+    out, _ = parts.net(b.src, b.src_lengths, b.tgt_in, need_weights=maps, host_lengths=b.host)
     loss, nll = label_smoothed_loss(out.logits, b.tgt_out, parts.pad_id, parts.label_smoothing)
     if not supervised:
         return loss, nll, None
@@ -120,21 +126,24 @@ class CompiledNet(nn.Module):
 
 
 def compile_batch(b: Batch, pad_id: int, unrolls_target: bool) -> Batch:
-    """The batch as the compiled net sees it: the target padded to a multiple of TARGET_BUCKET when the
-    decoder unrolls a loop over it (pad labels add nothing to the loss), and batch, source and (otherwise)
-    target lengths marked dynamic, so that one graph serves them all."""
+    """The batch as the compiled net sees it: the source padded to a multiple of SOURCE_BUCKET (masked keys:
+    the outputs are unchanged; this also keeps a one-token source, whose size 1 dynamo would specialise, out),
+    the target to a multiple of TARGET_BUCKET when the decoder unrolls a loop over it (pad labels add nothing
+    to the loss), and batch, source and (otherwise) target lengths marked dynamic, so that one graph serves
+    them all."""
     src, tgt_in, tgt_out, align = b.src, b.tgt_in, b.tgt_out, b.align  # (B, S), (B, T), (B, T, S) or None
-    extra_s = extra_t = 0
-    if src.size(1) == 1:  # dynamo specialises sizes 0 and 1: a one-token source gets a pad key (masked)
-        extra_s = 1
-        src = F.pad(src, (0, 1), value=pad_id)  # (B, 2)
+    extra_s, extra_t, host = -src.size(1) % SOURCE_BUCKET, 0, b.host
+    src = F.pad(src, (0, extra_s), value=pad_id)  # (B, S + extra_s)
+    if host is not None:  # the compiled graph always takes the (aligned) mask: one graph, padded or not
+        host = HostLengths(host.lengths, padded=True)
     if unrolls_target:
         extra_t = -tgt_in.size(1) % TARGET_BUCKET
         tgt_in, tgt_out = (F.pad(t, (0, extra_t), value=pad_id) for t in (tgt_in, tgt_out))  # (B, T + extra_t)
     if align is not None:  # padded rows and columns carry no link: they add nothing to the alignment loss
         align = F.pad(align, (0, extra_s, 0, extra_t))  # (B, T + extra_t, S + extra_s)
-    b = replace(b, src=src, tgt_in=tgt_in, tgt_out=tgt_out, align=align)
-    for t in (b.src, b.src_lengths, b.tgt_in, b.tgt_out, *([] if align is None else [align])):
+    b = replace(b, src=src, tgt_in=tgt_in, tgt_out=tgt_out, align=align, host=host)
+    for t in (b.src, b.src_lengths, b.tgt_in, b.tgt_out, *([] if align is None else [align]),
+              *([] if host is None else [host.lengths])):
         torch._dynamo.maybe_mark_dynamic(t, 0)  # B
     for t in (b.src, *([] if align is None else [align])):
         torch._dynamo.maybe_mark_dynamic(t, t.dim() - 1)  # S
