@@ -44,6 +44,7 @@ def resume_config(stored: DictConfig, defaults: DictConfig, given: DictConfig, n
     any other difference from the stored value raises RunDirError with one line per key and a command
     that works. A new data.root moves the stored corpus paths with it (DataSettings.rebased).
     """
+    stored = migrated(stored)
     have, base, now = flat_leaves(stored), flat_leaves(defaults), flat_leaves(given)
     touched = sorted({k for k in base.keys() | now.keys() if base.get(k) != now.get(k)} | (set(named) & set(now)))
     derived = {f"data.corpus.{k}" for k in CORPUS_PATH_KEYS} if "data.root" in touched else set()
@@ -62,6 +63,24 @@ def resume_config(stored: DictConfig, defaults: DictConfig, given: DictConfig, n
                 out.data = rebased_data(out, now[k])
         else:
             OmegaConf.update(out, k, now[k], force_add=True)
+    return out
+
+
+def migrated(stored: DictConfig) -> DictConfig:
+    """A stored config.yaml read with today's meaning of its keys.
+
+    Before trainer.align_loss.centre_weight became a weight of its own (default 0), every run stored
+    `centre_weight: 1.0`, which only applied beside weight > 0. A stored run with weight 0 and no
+    data.alignment had no supervision then and has none now: its centre_weight is read as 0 (today it would
+    ask for data.alignment, or be refused on a model without local-p attention)."""
+    align = OmegaConf.select(stored, "trainer.align_loss")
+    if (align is None or not align.get("centre_weight") or align.get("weight")
+            or OmegaConf.select(stored, "data.alignment") is not None):
+        return stored
+    log.info("trainer.align_loss.centre_weight=%s in the run's config.yaml predates the independent centre "
+             "weight; with weight 0 and no data.alignment it was off: using 0", align.centre_weight)
+    out = stored.copy()
+    out.trainer.align_loss.centre_weight = 0.0
     return out
 
 

@@ -83,3 +83,17 @@ def test_a_resume_may_change_what_does_not_change_the_result(tmp_path):
     args = ["trainer.resume=true", f"run_dir={tmp_path}", "trainer.prefetch=0", "trainer.num_threads=1"]
     out = resume_config(stored, compose_cfg([]), compose_cfg(args), [a.split("=")[0] for a in args])
     assert out.trainer.prefetch == 0 and out.trainer.num_threads == 1
+
+
+@pytest.mark.parametrize("alignment, expected", [(None, 0.0), ("links.align", 1.0)])
+def test_a_run_stored_with_the_old_centre_weight_default_resumes_unsupervised(tmp_path, alignment, expected):
+    """Runs trained before centre_weight became independent of λ stored centre_weight 1.0 beside weight 0
+    (off then). Without data.alignment they resume with it read as 0; with an alignment the stored value
+    is kept (today's meaning: a centre loss of its own)."""
+    stored = stored_cfg(tmp_path)
+    stored.trainer.align_loss.weight, stored.trainer.align_loss.centre_weight = 0.0, 1.0
+    stored.data.alignment = alignment
+    given = compose_cfg(["trainer.resume=true", f"run_dir={tmp_path}"])
+    out = resume_config(stored, compose_cfg([]), given, ["trainer.resume", "run_dir"])
+    assert out.trainer.align_loss.centre_weight == expected
+    assert stored.trainer.align_loss.centre_weight == 1.0  # the stored config itself is not changed
