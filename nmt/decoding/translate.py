@@ -62,6 +62,12 @@ class DecodeSettings:
                              f"decode.sampling=none for beam search")
 
 
+def decode_amp(device: torch.device) -> bool:
+    """Decode under bf16 autocast: on a CUDA device with bf16, as trainer=gpu trains (scores and log-probs are
+    summed in float32 by the searches; the RNNs run in float32 outside autocast); never on the CPU."""
+    return device.type == "cuda" and torch.cuda.is_bf16_supported()
+
+
 def translate_ids(model: Seq2Seq, src_ids: list[list[int]], settings: DecodeSettings, *, pad_id: int,
                   bos_id: int, eos_id: int, device: torch.device) -> Hypotheses:
     """Decode src_ids (no bos/eos) with greedy (beam_size 1), beam search or sampling; keeps input order.
@@ -79,7 +85,8 @@ def translate_ids(model: Seq2Seq, src_ids: list[list[int]], settings: DecodeSett
     for start in range(0, len(order), settings.max_sentences):
         idx = order[start: start + settings.max_sentences]
         batch = collate([src_ids[i] or [eos_id] for i in idx], [[] for _ in idx], idx, pad_id, bos_id, eos_id)
-        hyp = decode_batch(model, batch.to(device), settings, bos_id, eos_id, generator)
+        with torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=decode_amp(torch.device(device))):
+            hyp = decode_batch(model, batch.to(device), settings, bos_id, eos_id, generator)
         for j, i in enumerate(idx):
             tokens[i], nbest[i] = hyp.tokens[j], hyp.nbest[j]
         scores[idx] = hyp.scores.float().cpu()

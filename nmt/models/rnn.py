@@ -28,7 +28,7 @@ def run_fp32(rnn: nn.RNNBase, x: Tensor | PackedSequence, hx):
 
     CUDA autocast runs _cudnn_rnn in float16 whatever the autocast dtype (bf16 included, and this project has
     no GradScaler) and casts, so re-flattens, the weights on every call: every decoder step. Outside autocast
-    the RNN runs on its own float32 weights (cuDNN takes TF32 for its matmuls when trainer.tf32 allows it);
+    the RNN runs on its own float32 weights (cuDNN takes TF32 for them: torch.backends.cudnn.allow_tf32, on by default);
     whatever follows (attention, generator) is under autocast again. hx: (L, B, H), or a pair for an LSTM."""
     data = x.data if isinstance(x, PackedSequence) else x
     x = x if isinstance(x, PackedSequence) else x.float()  # a packed input is packed from float32

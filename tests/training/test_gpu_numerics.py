@@ -109,3 +109,22 @@ def test_local_p_centres_are_float32_and_equal_the_fp32_computation_under_bf16_a
     plain = local(q, k, k, mask).centres
     assert under_amp.dtype == torch.float32
     assert torch.equal(under_amp, plain)  # bf16 would round p_t to steps of 0.25 on this 60-token source
+
+
+def test_decoding_runs_under_bf16_autocast_where_decode_amp_says_so(monkeypatch):
+    import nmt.decoding.translate as translate
+    from dataclasses import replace
+    from nmt.decoding.translate import DecodeSettings, translate_ids
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    assert translate.decode_amp(torch.device("cuda")) and not translate.decode_amp(torch.device("cpu"))
+    model = tiny_model([], base=TINY_RNN)
+    seen = []
+    encode = model.encode
+    monkeypatch.setattr(model, "encode", lambda *a, **k: seen.append(torch.is_autocast_enabled("cpu")) or encode(*a, **k))
+    settings = DecodeSettings(**OmegaConf.to_container(compose_cfg([]).decode))
+    for amp, beam in ((False, 1), (True, 1), (True, 2)):
+        monkeypatch.setattr(translate, "decode_amp", lambda device: amp)  # as on a CUDA device with bf16
+        hyp = translate_ids(model, [[5, 6, 7], [8, 9]], replace(settings, beam_size=beam, nbest=1, max_len_b=3),
+                            pad_id=0, bos_id=1, eos_id=2, device=torch.device("cpu"))
+        assert len(hyp.tokens) == 2
+    assert seen == [False, True, True]
