@@ -104,27 +104,40 @@ def _deterministic():
     yield
 
 
-def _checkout_files() -> set[str] | None:
-    """Untracked and ignored files of the checkout (None outside a git checkout); __pycache__ aside."""
-    import subprocess
-    try:
-        out = subprocess.run(["git", "status", "--porcelain", "--ignored", "--untracked-files=all"], cwd=REPO,
-                             capture_output=True, text=True, timeout=60)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    if out.returncode != 0:
-        return None
-    return {line[3:] for line in out.stdout.splitlines()
-            if line[:2] in ("??", "!!") and "__pycache__" not in line and ".egg-info" not in line}
+SNAPSHOT_SKIP = {".git", "__pycache__", ".pytest_cache"}  # git's own files and caches Python writes anyway
+
+
+def checkout_snapshot(root: Path) -> dict[str, tuple[int, int]]:
+    """{path relative to root: (size, mtime_ns)} of every file below root, SNAPSHOT_SKIP and *.egg-info aside.
+    A file walk, not `git status`: it works in a copy without .git (scripts/mutation_check.py's) and sees a
+    tracked file changed in place."""
+    found = {}
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = [d for d in dirs if d not in SNAPSHOT_SKIP and not d.endswith(".egg-info")]
+        for name in files:
+            path = Path(folder) / name
+            try:
+                st = path.lstat()
+            except FileNotFoundError:  # removed since the listing: absent from this snapshot
+                continue
+            found[str(path.relative_to(root))] = (st.st_size, st.st_mtime_ns)
+    return found
+
+
+def checkout_changes(before: dict[str, tuple[int, int]], after: dict[str, tuple[int, int]]) -> list[str]:
+    """Files added, changed or removed between two checkout_snapshot()s, each with what happened."""
+    changed = [f"{p} (new)" for p in after if p not in before]
+    changed += [f"{p} (changed)" for p in after if p in before and after[p] != before[p]]
+    return sorted(changed + [f"{p} (removed)" for p in before if p not in after])
 
 
 @pytest.fixture(scope="session", autouse=True)
 def _checkout_stays_clean():
     """The suite writes only below pytest's tmp_path: no outputs/, multirun/, caches or logs in the
-    checkout (Hydra's output dir follows run_dir; every test passes its own directories)."""
-    before = _checkout_files()
+    checkout, and no file of it changed (Hydra's output dir follows run_dir; every test passes its own
+    directories). Editing the checkout while the suite runs trips this too."""
+    before = checkout_snapshot(REPO)
     yield
-    after = _checkout_files()
-    if before is not None and after is not None:
-        new = sorted(after - before)
-        assert not new, f"the tests left files in the checkout: {new[:20]}"
+    changed = checkout_changes(before, checkout_snapshot(REPO))
+    assert not changed, (f"the tests changed the checkout (or it was edited while they ran): {changed[:20]}; "
+                         f"tests must write below pytest's tmp_path only")

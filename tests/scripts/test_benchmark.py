@@ -60,6 +60,33 @@ def test_mfu_only_for_transformers(run):
     assert t["mfu"] == pytest.approx(t["flops_per_tgt_tok"] * t["train_tgt_tok_s"] / 1e12)
 
 
+def test_transformer_flops_match_a_count_of_the_matmuls(bench):
+    """transformer_flops against torch's FlopCounterMode over one training step (forward + backward) of one
+    unpadded pair with S = T = L: F(2L) - 2 F(L) isolates the quadratic (attention) part, which must match
+    exactly; the linear part may exceed the count only by the biases and norms the formula counts as
+    weights (6N per token), a few per cent at d = 32."""
+    from argparse import Namespace
+
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from nmt.data.batching import collate
+    from nmt.models.build import build_model
+    cfg = bench.model_config("transformer", Namespace(override=[]), True)
+    model = build_model(cfg.model, 50, 50, bench.PAD_ID).train()
+
+    def both(L: int) -> tuple[float, float]:
+        """(counted, formula) training FLOPs of one pair of L source and L target tokens (eos included)."""
+        b = collate([[5] * L], [[6] * (L - 1)], [0], bench.PAD_ID, 2, 3)
+        with FlopCounterMode(display=False) as counter:
+            out, _ = model(b.src, b.src_lengths, b.tgt_in)
+            out.logits.sum().backward()
+        return counter.get_total_flops(), bench.transformer_flops(model, cfg, [b]) * L
+
+    (c1, f1), (c2, f2) = both(20), both(40)
+    assert f2 - 2 * f1 == pytest.approx(c2 - 2 * c1, rel=1e-9)  # 2 b L^2: QK^T and AV of every layer
+    assert 1.0 <= (2 * f1 - f2 / 2) / (2 * c1 - c2 / 2) < 1.1  # a L: the dense matmuls, generator included
+
+
 def test_markdown_lists_every_model_with_joey_ratios(run, capsys):
     report, tmp = run
     table = (tmp / "bench.md").read_text()

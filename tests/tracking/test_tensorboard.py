@@ -14,6 +14,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 
 from helpers import train
+from nmt.training.trainer import Callbacks
 from nmt.data.tokenizer import SubwordTokenizer
 from nmt.inspection.heatmaps import image_shape
 
@@ -25,13 +26,24 @@ def cache(tmp_path_factory):
     return tmp_path_factory.mktemp("cache")
 
 
+class ValidOutputs(Callbacks):
+    """Each validation's greedy output ids by step: the probes' outputs (logger.probe_beam = 1)."""
+
+    def __init__(self):
+        self.tokens: dict[int, list[list[int]]] = {}
+
+    def on_validation(self, trainer, result):
+        self.tokens[trainer.progress.step] = [list(t) for t in result["tokens"]]
+
+
 @pytest.fixture(scope="module")
 def rnn_run(tmp_path_factory, cache):
     """Tiny RNN with local-p attention: two validations (steps 5 and 10)."""
     run_dir = tmp_path_factory.mktemp("rnn") / "run"
     cfg = toy_cfg(run_dir, cache, ["model/attention=local_p", "trainer.max_steps=10", "trainer.valid_every=5",
                                    *FAST])
-    return run_dir, cfg, train(cfg)
+    outputs = ValidOutputs()
+    return run_dir, cfg, train(cfg, [outputs]), outputs.tokens
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +53,8 @@ def transformer_run(tmp_path_factory, cache):
     cfg = compose_cfg([o for o in TOY_TRAIN if o not in TINY_RNN] + TINY_TRANSFORMER +
                       [f"run_dir={run_dir}", f"data.cache_dir={cache}", "trainer.max_steps=5",
                        "trainer.valid_every=5", *FAST])
-    return run_dir, cfg, train(cfg)
+    outputs = ValidOutputs()
+    return run_dir, cfg, train(cfg, [outputs]), outputs.tokens
 
 
 def events(run_dir) -> EventAccumulator:
@@ -55,25 +68,32 @@ def source_lengths(cfg, run_dir, n: int) -> list[int]:
     return [len(ids) for ids in SubwordTokenizer.load(str(run_dir / "tokenizer" / "src.model")).encode(src)]
 
 
-def check_images(acc, tag: str, n_keys: int | None, steps: list[int]) -> None:
-    """Each image is a PNG whose size matches its event header and the heatmap's size rule."""
+def check_images(acc, tag: str, n_keys: int | None, queries: dict[int, int]) -> None:
+    """Each image (one per validation step, queries = {step: query rows}) is a PNG whose size matches its
+    event header and the heatmap's size rule for n_keys x its step's queries (n_keys None: as many keys
+    as queries, the decoder's self-attention)."""
     images = acc.Images(tag)
-    assert [im.step for im in images] == steps, tag
+    assert [im.step for im in images] == list(queries), tag
     for im in images:
         png = Image.open(io.BytesIO(im.encoded_image_string))
         assert png.format == "PNG" and png.size == (im.width, im.height)
-        if n_keys is not None:  # queries = the output length, which depends on what the model emitted
-            assert im.width == image_shape(n_keys, 1)[1]
-            assert im.height in {image_shape(n_keys, t)[0] for t in range(1, 200)}
+        rows = queries[im.step]
+        assert (im.height, im.width) == image_shape(rows if n_keys is None else n_keys, rows), (tag, im.step)
+
+
+def output_rows(tokens: dict[int, list[list[int]]], probe: int) -> dict[int, int]:
+    """{validation step: the probe's output length + 1 (eos)}: the query rows of its decoder maps."""
+    return {step: len(out[probe]) + 1 for step, out in tokens.items()}
 
 
 def test_rnn_run_logs_cross_attention_images_and_stats_at_every_validation(rnn_run):
-    run_dir, cfg, _ = rnn_run
+    run_dir, cfg, _, tokens = rnn_run
     acc = events(run_dir)
     images = set(acc.Tags()["images"])
     assert images == {"attention/probe0/cross/head0", "attention/probe1/cross/head0"}
+    assert list(tokens) == [5, 10]
     for i, n_src in enumerate(source_lengths(cfg, run_dir, 2)):
-        check_images(acc, f"attention/probe{i}/cross/head0", n_src, [5, 10])
+        check_images(acc, f"attention/probe{i}/cross/head0", n_src, output_rows(tokens, i))
     scalars = set(acc.Tags()["scalars"])
     for stat in ("entropy", "eos_mass", "monotonicity", "centre_error"):
         assert [e.step for e in acc.Scalars(f"attn_stats/cross/{stat}")] == [5, 10]
@@ -81,17 +101,17 @@ def test_rnn_run_logs_cross_attention_images_and_stats_at_every_validation(rnn_r
 
 
 def test_transformer_run_logs_every_layer_and_head(transformer_run):
-    run_dir, cfg, metrics = transformer_run
+    run_dir, cfg, metrics, tokens = transformer_run
     acc = events(run_dir)
     slots = [f"{part}.{layer}.{kind}" for layer in (0, 1) for part, kind in
              (("enc", "self"), ("dec", "self"), ("dec", "cross"))]
     expected = {f"attention/probe{p}/{slot}/head{h}" for p in (0, 1) for slot in slots for h in (0, 1)}
     assert set(acc.Tags()["images"]) == expected
     n_src = source_lengths(cfg, run_dir, 1)[0]
-    check_images(acc, "attention/probe0/dec.1.cross/head1", n_src, [5])
-    check_images(acc, "attention/probe0/enc.0.self/head0", n_src, [5])
-    assert acc.Images("attention/probe0/enc.0.self/head0")[0].height == image_shape(n_src, n_src)[0]
-    check_images(acc, "attention/probe1/dec.0.self/head0", None, [5])
+    assert list(tokens) == [5]
+    check_images(acc, "attention/probe0/dec.1.cross/head1", n_src, output_rows(tokens, 0))
+    check_images(acc, "attention/probe0/enc.0.self/head0", n_src, {5: n_src})
+    check_images(acc, "attention/probe1/dec.0.self/head0", None, output_rows(tokens, 1))
     scalars = set(acc.Tags()["scalars"])
     for slot in slots:
         assert f"attn_stats/{slot}/entropy" in scalars
@@ -107,7 +127,7 @@ def hparams_of(acc) -> dict[str, HParamsPluginData]:
 @pytest.mark.parametrize("which,attention", [("rnn_run", "local_p-general/luong"),
                                              ("transformer_run", "transformer self:global-scaled_dot x2 cross:global-scaled_dot x2")])
 def test_hparams_and_final_metrics_are_logged(which, attention, request):
-    run_dir, cfg, metrics = request.getfixturevalue(which)
+    run_dir, cfg, metrics, _ = request.getfixturevalue(which)
     acc = events(run_dir)
     data = hparams_of(acc)
     start = data["_hparams_/session_start_info"].session_start_info.hparams
@@ -121,7 +141,7 @@ def test_hparams_and_final_metrics_are_logged(which, attention, request):
 
 
 def test_run_dir_keeps_final_probe_maps_references_and_resource_figures(rnn_run, transformer_run):
-    for run_dir, cfg, metrics in (rnn_run, transformer_run):
+    for run_dir, cfg, metrics, _ in (rnn_run, transformer_run):
         on_disk = json.loads((run_dir / "metrics.json").read_text())
         assert on_disk["decode_sentences_per_s"] > 0 and on_disk["peak_memory_mb"] > 0
         assert on_disk["peak_memory_kind"] in ("cpu_peak_rss", "cpu_max_rss_process")
@@ -135,7 +155,7 @@ def test_run_dir_keeps_final_probe_maps_references_and_resource_figures(rnn_run,
 
 
 def test_translate_writes_one_attention_png_per_sentence(rnn_run, tmp_path):
-    run_dir, cfg, _ = rnn_run
+    run_dir, cfg, _, _ = rnn_run
     src = instantiate(cfg.data.corpus).load(cfg.data.splits.test)["src"][:2]
     (tmp_path / "in.txt").write_text(f"{src[0]}\n\n{src[1]}\n")
     proc = subprocess.run([sys.executable, "-m", "nmt.cli.translate", f"run_dir={run_dir}",
