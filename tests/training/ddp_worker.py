@@ -1,10 +1,12 @@
 """torchrun target of test_ddp.py: nmt-train, plus a callback that saves each rank's final lr schedule and weights
 to $NMT_TEST_DUMP/rank<r>.pt, and on rank $NMT_TEST_OOM_RANK a train step that runs out of device memory."""
 import os
+import sys
 from pathlib import Path
 
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the nmt of this tree, not only the installed one
 from nmt.cli import train as train_cli
 from nmt.training import trainer as trainer_module
 
