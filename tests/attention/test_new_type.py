@@ -3,6 +3,7 @@ attention type"): the library's contract checks pass on it, a 5-step run trains 
 on that run: the statistics and explorer.html of training, nmt-explain (its counterfactuals change the
 output) and nmt-align. A type that skips the intervention hook fails nmt-explain loudly instead of reporting
 "no change"."""
+import math
 import sys
 import textwrap
 
@@ -95,7 +96,8 @@ def test_a_new_attention_type_trains_and_every_tool_works_on_it(new_type, tmp_pa
     explained = explain_run(job_cfg([f"run_dir={run}", "max_sentences=6", "leave_one_out=false",
                                          f"out={tmp_path / 'explain.md'}"], "explain"))
     assert explained["slots"]["cross"]["uniform"]["tvd"] > 0  # the hook reaches the new type
-    assert -1 <= explained["slots"]["cross"]["tau_grad"] <= 1
+    tau = explained["slots"]["cross"]["tau_grad"]  # a mean over many tokens: exactly +-1 only for a broken tau
+    assert math.isfinite(tau) and abs(tau) < 1
 
     src, tgt = tmp_path / "src.txt", tmp_path / "tgt.txt"
     src.write_text("a b c\nd e\n"), tgt.write_text("x y z\nu v\n")
