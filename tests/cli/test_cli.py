@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from sacrebleu.metrics import BLEU, CHRF
 
 TRAIN = ["model.encoder.emb_size=32", "model.encoder.hidden_size=32", "model.decoder.emb_size=32",
          "model.decoder.hidden_size=32", "data.tokenizer.vocab_size=400", "trainer.max_steps=12",
@@ -58,18 +59,32 @@ def test_evaluate_prints_scores_and_writes_hypotheses(trained_run):
     out = cli("evaluate", f"run_dir={run_dir}", "split=test", "decode.beam_size=2", env=env).stdout
     result = json.loads(out[out.index("{"):])
     assert result["sentences"] == 30 and "tok:13a" in result["bleu_signature"]
-    assert 0 <= result["bleu"] <= 100 and 0 <= result["chrf"] <= 100
-    assert len(Path(result["hypotheses"]).read_text().splitlines()) == 30
+    hyps = Path(result["hypotheses"]).read_text().splitlines()
+    with gzip.open(root / "multi30k" / "test_2016_flickr.en.gz", "rt", encoding="utf-8") as f:
+        refs = f.read().splitlines()
+    assert len(hyps) == 30 and (result["bleu"], result["chrf"]) == pytest.approx(
+        (BLEU().corpus_score(hyps, [refs]).score, CHRF().corpus_score(hyps, [refs]).score), abs=0.005)  # 2 decimals
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert result["bleu"] == metrics["test"]["bleu"]  # same checkpoint, beam and data as the final eval
 
 
 def test_translate_keeps_order_and_empty_lines(trained_run):
+    """Output line i is the translation of input line i: the same lines in reverse order give the same
+    outputs in reverse order (the search sorts the lines by length, so both orders are decoded alike and
+    a line's output written to another line's place would show); an empty line stays empty in its place."""
     run_dir, _, env = trained_run
-    out = cli("translate", f"run_dir={run_dir}", "decode.beam_size=2",
-              stdin="Ein Hund läuft im Schnee.\n\nZwei Männer spielen Fußball.\n", env=env).stdout
-    lines = out.split("\n")[:-1]
-    assert len(lines) == 3 and lines[1] == "" and lines[0] and lines[2]
+    text = ["Eine Frau mit einem roten Hut sitzt auf einer Bank vor einem großen Haus und liest ein Buch.",
+            "", "Ein Hund.", "Zwei Männer spielen Fußball im Park.", "Ein Kind springt ins Wasser."]
+
+    def translate(lines: list[str]) -> list[str]:
+        out = cli("translate", f"run_dir={run_dir}", "decode.beam_size=2", stdin="".join(f"{x}\n" for x in lines),
+                  env=env).stdout
+        return out.split("\n")[:-1]
+
+    forward = translate(text)
+    assert len(forward) == 5 and forward[1] == ""
+    assert len({forward[i] for i in (0, 2, 3, 4)}) >= 3  # outputs differ: a mix-up of lines would show
+    assert translate(text[::-1]) == forward[::-1]
 
 
 def test_refuses_a_run_dir_holding_another_run(trained_run):

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from omegaconf import OmegaConf
 
 SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
 
@@ -58,3 +59,8 @@ def test_reference_run_trains_the_same_model_on_multi30k(bench, tmp_path, multi3
     assert set(bench.RUN_FIELDS) <= set(ref) and ref["steps"] == 4 and ref["tokens_per_s"] > 0
     assert report["tokens_per_s_vs_multi30k"] == round(report["single"]["tokens_per_s"] / ref["tokens_per_s"], 3)
     assert (tmp_path / "cache-multi30k" / "ids").is_dir()  # Multi30k went through its own cache
+    (single,), (multi30k,) = (list(tmp_path.glob(f"{name}-run-*")) for name in ("single", "multi30k"))
+    synthetic, reference = (OmegaConf.load(run / "config.yaml") for run in (single, multi30k))
+    for key in ("model", "optim", "trainer", "decode", "data.tokenizer", "data.max_len"):
+        assert OmegaConf.select(reference, key) == OmegaConf.select(synthetic, key), key  # the same model and run
+    assert reference.data.corpus != synthetic.data.corpus  # on other data
