@@ -71,9 +71,11 @@ def run_settings(cfg: DictConfig) -> RunSettings:
                            bool(cfg.logger.tensorboard), bool(cfg.logger.progress_bar))
     check_labels(config.model)
     align_spec(settings.trainer.align_loss, build_model(config.model, 8, 8, 0))  # slot and head exist
-    if settings.trainer.align_loss.weight > 0 and config.data.alignment is None:
-        raise ValueError(f"trainer.align_loss.weight={settings.trainer.align_loss.weight} needs data.alignment=<the "
-                         "Pharaoh file of the training split> (docs/alignment.md); or set trainer.align_loss.weight=0")
+    align = settings.trainer.align_loss
+    if align.on and config.data.alignment is None:
+        raise ValueError(f"trainer.align_loss.weight={align.weight} / centre_weight={align.centre_weight} needs "
+                         "data.alignment=<the Pharaoh file of the training split> (docs/alignment.md); or set both "
+                         "weights to 0")
     build_corpus(config.data.corpus)  # corpus arguments; no file is opened until load()
     return settings
 

@@ -58,7 +58,7 @@ class RunSettings:
 
 
 def load_data(data: DataSettings, supervised: bool) -> DataBundle:
-    """The DataBundle; when `supervised` (trainer.align_loss.weight > 0) also the piece links of the kept train
+    """The DataBundle; when `supervised` (trainer.align_loss.weight or centre_weight > 0) also the piece links of the kept train
     pairs from data.alignment (a bad file raises AlignmentFileError naming its line; ~2 s for Multi30k's
     29,000 pairs, so they are not cached). With the loss off no batch carries alignment rows."""
     corpus = build_corpus(data.corpus)
@@ -130,7 +130,7 @@ def train_locked(settings: RunSettings, dist: DistInfo, device: torch.device,
     check_run_dir(run_dir, settings.trainer.resume)
     for callback in callbacks:
         callback.on_start()
-    supervised = settings.trainer.align_loss.weight > 0
+    supervised = settings.trainer.align_loss.on  # λ or local-p's centre_weight
     # before the process group exists, every rank in turn (cache_lock): the first fills the tokenizer and id
     # caches, the others hit them; no rank waits in a collective (and its timeout) while a large corpus is read
     with cache_lock(Path(settings.config.data.cache_dir)) if dist.world > 1 else nullcontext():

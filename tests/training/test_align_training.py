@@ -57,12 +57,15 @@ def test_supervision_off_is_bit_identical_to_no_alignment_file(tmp_path):
     assert all(torch.equal(plain[k], with_file[k]) for k in plain)
 
 
-def test_a_supervised_run_logs_the_alignment_loss(tmp_path):
+@pytest.mark.parametrize("weights", [["trainer.align_loss.weight=1.0"],
+                                     ["model/attention=local_p", "trainer.align_loss.centre_weight=1.0"]])
+def test_a_supervised_run_logs_the_alignment_loss(tmp_path, weights):
+    """λ alone, or local-p's centre loss alone (λ = 0): either turns supervision on in nmt-train."""
     base = toy_cfg(tmp_path / "unused", tmp_path / "cache", COPY)
     path = diagonal_file(tmp_path, base)
     run = tmp_path / "run"
     metrics = train(toy_cfg(run, tmp_path / "cache", [*COPY, "trainer.max_steps=4", f"data.alignment={path}",
-                                                      "trainer.align_loss.weight=1.0", "trainer.prefetch=2"]))
+                                                      *weights, "trainer.prefetch=2"]))
     logged = tb_scalars(run, "train/align_loss")
     assert sorted(logged) == [2, 4] and all(v > 0 for v in logged.values())
     assert metrics["train_align_loss"] == pytest.approx(logged[4])
@@ -82,8 +85,11 @@ def test_a_bad_alignment_file_fails_before_the_run_dir_exists(tmp_path, bad, mes
 
 
 def test_weight_without_a_file_and_a_missing_head_name_their_keys(tmp_path):
-    with pytest.raises(ValueError, match=r"trainer.align_loss.weight=1.0 needs data.alignment"):
+    with pytest.raises(ValueError, match=r"trainer.align_loss.weight=1.0 / centre_weight=0.0 needs data.alignment"):
         run_settings(toy_cfg(tmp_path / "run", tmp_path / "cache", ["trainer.align_loss.weight=1.0"]))
+    local_p = ["model/attention=local_p", "trainer.align_loss.centre_weight=1.0"]  # the centre loss alone
+    with pytest.raises(ValueError, match=r"weight=0.0 / centre_weight=1.0 needs data.alignment"):
+        run_settings(toy_cfg(tmp_path / "run", tmp_path / "cache", local_p))
     with pytest.raises(ValueError, match=r"trainer.align_loss.head=1 but slot cross has heads 0..0"):
         run_settings(toy_cfg(tmp_path / "run", tmp_path / "cache", ["trainer.align_loss.head=1"]))
     with pytest.raises(ValueError, match=r"trainer.align_loss.slot='dec.5.cross' is not a cross slot"):
