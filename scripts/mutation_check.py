@@ -55,7 +55,7 @@ MUTATIONS = [
              ("tests/decoding/test_search.py::test_every_nbest_score_is_the_teacher_forced_log_prob",
               "tests/models/test_transformer.py")),
     Mutation("no RNG restore on resume", "nmt/training/trainer.py",
-             'ckpt.set_rng_state(state["rng"])',
+             'ckpt.set_rng_state(state["rng"], self.dist.rank, self.dist.world, self.device)  # rank r: its own',
              "pass  # mutation: RNG state not restored",
              ("tests/training/test_exact_resume.py",)),
     Mutation("random importance for tau", "nmt/alignment/explain.py",

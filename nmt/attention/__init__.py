@@ -7,6 +7,7 @@ from nmt.attention.global_attention import GlobalAttention
 from nmt.attention.hard_attention import HardAttention
 from nmt.attention.local_attention import LocalAttention
 from nmt.attention.multihead import MultiHeadAttention
+from nmt.attention.normalisers import NORMALISERS, Normaliser, normalise
 from nmt.attention.slot import Slot
 from nmt.attention.windows import causal_mask, window_mask
 
@@ -23,4 +24,7 @@ __all__ = [
     "HardAttention",
     "MultiHeadAttention",
     "Slot",
+    "normalise",
+    "Normaliser",
+    "NORMALISERS",
 ]
