@@ -4,7 +4,7 @@ import os
 import subprocess
 
 import pytest
-from conftest import checkout_changes, checkout_snapshot
+from checkout_guard import checkout_changes, checkout_snapshot
 
 
 @pytest.mark.parametrize("with_git", [True, False], ids=["git checkout", "copy without .git"])
