@@ -96,6 +96,14 @@ def pick_device(name: str, local_rank: int = 0) -> torch.device:
     return torch.device("cuda", local_rank) if name == "cuda" else torch.device(name)
 
 
+def enable_tf32(device: torch.device, on: bool) -> None:
+    """trainer.tf32 on a CUDA device: float32 matmuls may run on TF32 tensor cores (10-bit mantissa inputs,
+    float32 accumulation), as cuDNN's convolutions and RNNs already do by default. The setting is
+    process-wide, so it is applied once per training job; a CPU run is left untouched."""
+    if device.type == "cuda":
+        torch.set_float32_matmul_precision("high" if on else "highest")
+
+
 @dataclass(frozen=True)
 class HostLengths:
     """A batch's source lengths kept on the host, as the collator built them (nmt.data.batching.Batch.host).

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from nmt.alignment.supervision import split_piece_links
 from nmt.alloc import tune_allocator
-from nmt.common import pick_device, seed_everything, setup_logging, write_json
+from nmt.common import enable_tf32, pick_device, seed_everything, setup_logging, write_json
 from nmt.data.batching import BatchIterator
 from nmt.data.pipeline import DataBundle, make_batches, prepare_data
 from nmt.decoding import DecodeSettings, decode_texts
@@ -118,6 +118,7 @@ def train(settings: RunSettings, callbacks: Sequence[Callbacks] = ()) -> dict:
     check_launch(dist, settings.trainer.device, settings.config.data.cache_dir)
     device = pick_device(settings.trainer.device, dist.local_rank)  # under torchrun cuda:LOCAL_RANK
     reset_peak_memory(device)  # metrics.json's peak_memory_mb is this job's (multiruns share a process)
+    enable_tf32(device, settings.trainer.tf32)  # CUDA only
     if settings.trainer.num_threads > 0:
         torch.set_num_threads(settings.trainer.num_threads)
     with run_lock(settings.run_dir) if dist.main else nullcontext():

@@ -41,6 +41,7 @@ class TrainSettings:
     max_epochs: int
     max_time_s: float
     amp: bool
+    tf32: bool
     valid_every: int
     save_every: int
     valid_max_sentences: int

@@ -3,6 +3,7 @@ local-p's centres). CPU autocast takes other kernels than CUDA's, so these tests
 entered with autocast off and float32 inputs, weights and states; the noise is drawn and p_t computed in float32."""
 import collections
 
+import pytest
 import torch
 from helpers import TINY_RNN, compose_cfg, tiny_model
 from omegaconf import OmegaConf
@@ -128,3 +129,33 @@ def test_decoding_runs_under_bf16_autocast_where_decode_amp_says_so(monkeypatch)
                             pad_id=0, bos_id=1, eos_id=2, device=torch.device("cpu"))
         assert len(hyp.tokens) == 2
     assert seen == [False, True, True]
+
+
+def test_tf32_is_set_for_cuda_only_and_follows_the_setting(monkeypatch):
+    """trainer.tf32 sets the float32 matmul precision on a CUDA device ("high": TF32 tensor cores,
+    "highest": none) and leaves a CPU run's precision alone."""
+    from nmt.common import enable_tf32
+    calls = []
+    monkeypatch.setattr(torch, "set_float32_matmul_precision", calls.append)
+    enable_tf32(torch.device("cuda", 0), True)
+    enable_tf32(torch.device("cuda", 0), False)
+    enable_tf32(torch.device("cpu"), True)
+    assert calls == ["high", "highest"]
+
+
+def test_the_gpu_trainer_turns_tf32_on_and_training_applies_it(tmp_path, monkeypatch):
+    """configs/trainer/gpu.yaml says tf32 true, cpu.yaml false; train() passes its device and the setting
+    to enable_tf32 before any run-dir, data or model work."""
+    from helpers import toy_cfg
+    from nmt.cli.train import run_settings
+    from nmt.training import session
+    assert compose_cfg(["trainer=gpu"]).trainer.tf32 is True and compose_cfg([]).trainer.tf32 is False
+    seen = []
+    monkeypatch.setattr(session, "enable_tf32", lambda device, on: seen.append((device.type, on)))
+
+    def locked(*args, **kwargs):
+        raise RuntimeError("stop here")
+    monkeypatch.setattr(session, "train_locked", locked)
+    with pytest.raises(RuntimeError, match="stop here"):
+        session.train(run_settings(toy_cfg(tmp_path / "run", tmp_path / "cache", ["trainer.tf32=true"])))
+    assert seen == [("cpu", True)]
