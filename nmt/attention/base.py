@@ -3,11 +3,19 @@ normalisers, sparsemax and entmax, are in nmt.attention.normalisers).
 
 Every attention module of this package has one call signature::
 
-    out = attention(query, keys, values, mask, *, query_positions=None, need_weights=True)
+    out = attention(query, keys, values, mask, *, query_positions=None, key_positions=None, state=None,
+                    need_weights=True)
 
     query (B, Tq, Dq), keys (B, Tk, Dk), values (B, Tk, Dv)
     mask  bool, broadcastable to (B, Tq, Tk), True = may attend (or None: attend everywhere)
-    -> AttentionOutput(context (B, Tq, Dv), weights (B, H, Tq, Tk), centres (B, Tq) | None)
+    query_positions (B, Tq) long, key_positions (B, Tk) long: absolute positions of the queries and keys (None:
+          the default, keys at 0..Tk-1 and queries aligned so the last query sits on the last key)
+    state the attention's own per-step state (coverage C_{t-1}), None at the first step or for a stateless type
+    -> AttentionOutput(context (B, Tq, Dv), weights (B, H, Tq, Tk), centres (B, Tq) | None, state | None)
+
+A stateful type returns its next state in `out.state`; the decoder keeps it batch-first in its own state
+(beam search reorders it like h and c) and passes it back at the next step. A stateless type returns None
+and is never given a state.
 
 Beside the call, the contract has two attributes (nmt/attention/contract.py checks all of it, for a user's own
 type too):
@@ -41,11 +49,13 @@ class AttentionOutput:
         over attended keys and are exactly 0 on masked keys (local_p: Gaussian-scaled, see
         LocalAttention). Never None.
     centres: (B, Tq) float window centres p_t of local_p attention, else None.
+    state: the attention's state after this call (batch-first, e.g. coverage (B, Tk)), None when stateless.
     """
 
     context: Tensor
     weights: Tensor
     centres: Tensor | None = None
+    state: Tensor | None = None
 
 
 @runtime_checkable
@@ -61,21 +71,30 @@ class Attention(Protocol):
     window_half_width: int | None  # D of a local window, None for none
 
     def __call__(self, query: Tensor, keys: Tensor, values: Tensor, mask: Tensor | None, *,
-                 query_positions: Tensor | None = None, need_weights: bool = True) -> AttentionOutput: ...
+                 query_positions: Tensor | None = None, key_positions: Tensor | None = None,
+                 state: Tensor | None = None, need_weights: bool = True) -> AttentionOutput: ...
 
 
 @runtime_checkable
 class KVAttention(Protocol):
     """What a Transformer slot needs beyond Attention: keys/values projected once and cached.
 
-    project_kv(keys (B, Tk, D), values (B, Tk, D)) -> k, v (B, H, Tk, dh); attend(query, k, v, mask,
-    *, query_positions, need_weights) -> AttentionOutput, equal to forward(query, keys, values, ...).
+    project_kv(keys (B, Tk, D), values (B, Tk, D), *, key_positions (B, Tk) | None) -> the cache k, v of those
+    keys (multi-head: (B, Hkv, Tk, dh) each; a position method that rotates keys stores them rotated);
+    extend_kv((past_k, past_v), keys (B, T, D), values (B, T, D), *, key_positions (B, T)) -> the cache after T
+    more keys (multi-head: the concatenation; a running-sum slot: the new sum); attend(query, k, v, mask, *,
+    query_positions, key_positions, need_weights) -> AttentionOutput, equal to forward(query, keys, values, ...).
     """
 
-    def project_kv(self, keys: Tensor, values: Tensor) -> tuple[Tensor, Tensor]: ...
+    def project_kv(self, keys: Tensor, values: Tensor, *,
+                   key_positions: Tensor | None = None) -> tuple[Tensor, Tensor]: ...
+
+    def extend_kv(self, past: tuple[Tensor, Tensor], keys: Tensor, values: Tensor, *,
+                  key_positions: Tensor | None = None) -> tuple[Tensor, Tensor]: ...
 
     def attend(self, query: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, *,
-               query_positions: Tensor | None = None, need_weights: bool = True) -> AttentionOutput: ...
+               query_positions: Tensor | None = None, key_positions: Tensor | None = None,
+               need_weights: bool = True) -> AttentionOutput: ...
 
 
 def masked_softmax(scores: Tensor, mask: Tensor | None, dim: int = -1) -> Tensor:

@@ -30,11 +30,12 @@ class GlobalAttention(nn.Module):
         self.normaliser = Normaliser(normaliser, alpha, learn_alpha, num_heads=1)
 
     def forward(self, query: Tensor, keys: Tensor, values: Tensor, mask: Tensor | None, *,
-                query_positions: Tensor | None = None, need_weights: bool = True) -> AttentionOutput:
+                query_positions: Tensor | None = None, key_positions: Tensor | None = None,
+                state: Tensor | None = None, need_weights: bool = True) -> AttentionOutput:
         """query (B, Tq, Dq), keys (B, Tk, Dk), values (B, Tk, Dv), mask bool broadcastable to
         (B, Tq, Tk) -> context (B, Tq, Dv), weights (B, 1, Tq, Tk).
 
-        query_positions is unused; weights are always computed (the context needs them),
+        query_positions, key_positions and state are unused (stateless: never given a state); weights are always computed (the context needs them),
         whatever need_weights says.
         """
         weights = self.normaliser(self.score(query, keys), mask)  # (B, Tq, Tk)

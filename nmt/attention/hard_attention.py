@@ -53,10 +53,11 @@ class HardAttention(nn.Module):
         return hard - soft.detach() + soft  # forward: one-hot; backward: d soft
 
     def forward(self, query: Tensor, keys: Tensor, values: Tensor, mask: Tensor | None, *,
-                query_positions: Tensor | None = None, need_weights: bool = True) -> AttentionOutput:
+                query_positions: Tensor | None = None, key_positions: Tensor | None = None,
+                state: Tensor | None = None, need_weights: bool = True) -> AttentionOutput:
         """query (B, Tq, Dq), keys (B, Tk, Dk), values (B, Tk, Dv), mask bool broadcastable to
         (B, Tq, Tk) -> context (B, Tq, Dv), weights (B, 1, Tq, Tk) one-hot.
-        query_positions and need_weights are unused."""
+        query_positions, key_positions, state and need_weights are unused."""
         weights = self.select(self.score(query, keys), mask)  # (B, Tq, Tk)
         weights = intervene(self.intervention, weights, mask)  # (B, Tq, Tk); unchanged by default
         context = weights @ values  # (B, Tq, Dv)

@@ -91,10 +91,12 @@ class LocalAttention(nn.Module):
         return intervene(self.intervention, align, allowed), centres
 
     def forward(self, query: Tensor, keys: Tensor, values: Tensor, mask: Tensor | None, *,
-                query_positions: Tensor | None = None, need_weights: bool = True) -> AttentionOutput:
+                query_positions: Tensor | None = None, key_positions: Tensor | None = None,
+                state: Tensor | None = None, need_weights: bool = True) -> AttentionOutput:
         """query (B, Tq, Dq), keys (B, Tk, Dk), values (B, Tk, Dv), mask bool broadcastable to
         (B, Tq, Tk), query_positions (B, Tq) long (local_m) -> context (B, Tq, Dv),
-        weights (B, 1, Tq, Tk), centres (B, Tq) for local_p. need_weights is ignored."""
+        weights (B, 1, Tq, Tk), centres (B, Tq) for local_p. need_weights, key_positions (source keys
+        sit at 0..Tk-1) and state (stateless) are unused."""
         weights, centres = self.align(query, keys, mask, query_positions)  # (B, Tq, Tk)
         if self.window == "local_p":
             offsets = key_offsets(centres, keys.size(1))  # (B, Tq, Tk) s - p_t

@@ -61,9 +61,16 @@ class MultiHeadAttention(nn.Module):
         B, T, _ = x.shape
         return x.view(B, T, self.num_heads, self.head_dim).transpose(1, 2)  # (B, H, T, dh)
 
-    def project_kv(self, keys: Tensor, values: Tensor) -> tuple[Tensor, Tensor]:
+    def project_kv(self, keys: Tensor, values: Tensor, *,
+                   key_positions: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """keys (B, Tk, key_dim), values (B, Tk, key_dim) -> k, v, each (B, H, Tk, dh)."""
         return self._split(self.k_proj(keys)), self._split(self.v_proj(values))
+
+    def extend_kv(self, past: tuple[Tensor, Tensor], keys: Tensor, values: Tensor, *,
+                  key_positions: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """past k, v (B, H, t, dh), keys/values (B, T, key_dim) of T new positions -> k, v (B, H, t+T, dh)."""
+        k, v = self.project_kv(keys, values, key_positions=key_positions)  # (B, H, T, dh) each
+        return torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2)  # (B, H, t+T, dh)
 
     def _full_mask(self, mask: Tensor | None, B: int, Tq: int, Tk: int,
                    query_positions: Tensor | None, device: torch.device) -> Tensor | None:
@@ -79,7 +86,8 @@ class MultiHeadAttention(nn.Module):
         return None if mask is None else mask.unsqueeze(-3)  # (B, 1, Tq, Tk)
 
     def attend(self, query: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, *,
-               query_positions: Tensor | None = None, need_weights: bool = True) -> AttentionOutput:
+               query_positions: Tensor | None = None, key_positions: Tensor | None = None,
+               need_weights: bool = True) -> AttentionOutput:
         """query (B, Tq, query_dim), k, v (B, H, Tk, dh) from project_kv, mask bool broadcastable
         to (B, Tq, Tk) -> context (B, Tq, key_dim), weights (B, H, Tq, Tk) (or (B, H, Tq, 0)
         when need_weights is False and the fused path ran)."""
@@ -126,11 +134,12 @@ class MultiHeadAttention(nn.Module):
         return out * has_key
 
     def forward(self, query: Tensor, keys: Tensor, values: Tensor, mask: Tensor | None, *,
-                query_positions: Tensor | None = None, need_weights: bool = True) -> AttentionOutput:
+                query_positions: Tensor | None = None, key_positions: Tensor | None = None,
+                state: Tensor | None = None, need_weights: bool = True) -> AttentionOutput:
         """query (B, Tq, query_dim), keys (B, Tk, key_dim), values (B, Tk, key_dim), mask bool
-        broadcastable to (B, Tq, Tk) -> context (B, Tq, key_dim), weights (B, H, Tq, Tk)."""
-        k, v = self.project_kv(keys, values)  # (B, H, Tk, dh) each
-        return self.attend(query, k, v, mask, query_positions=query_positions,
+        broadcastable to (B, Tq, Tk) -> context (B, Tq, key_dim), weights (B, H, Tq, Tk). Stateless."""
+        k, v = self.project_kv(keys, values, key_positions=key_positions)  # (B, H, Tk, dh) each
+        return self.attend(query, k, v, mask, query_positions=query_positions, key_positions=key_positions,
                            need_weights=need_weights)
 
 

@@ -3,9 +3,10 @@
 Every attention slot (encoder self, decoder self, decoder cross) is a module of nmt.attention,
 one per layer, built from its own config node by `build_model` (nmt/models/build.py), so head
 count, score and window are chosen per slot. The decoder's slots must also offer the caching
-pair `project_kv(keys, values) -> (k, v)` and `attend(query, k, v, mask, ...)` (as
-nmt.attention.MultiHeadAttention does): projected keys/values of the target prefix and of the
-source are kept batch-first in the decoder state, so beam search can reorder them.
+trio `project_kv(keys, values) -> (k, v)`, `extend_kv(past, keys, values) -> (k, v)` and
+`attend(query, k, v, mask, ...)` (as nmt.attention.MultiHeadAttention does): the cache of the target
+prefix and the projected source are kept batch-first in the decoder state, so beam search can reorder
+them; the slot decides what its cache holds (keys and values, rotated keys, a running sum).
 """
 from __future__ import annotations
 
@@ -130,7 +131,7 @@ class DecoderLayer(nn.Module):
         super().__init__()
         for name, module in (("self_attention", self_attention), ("cross_attention", cross_attention)):
             if not isinstance(module, KVAttention):
-                raise ValueError(f"model.decoder.{name} must have project_kv/attend for cached decoding "
+                raise ValueError(f"model.decoder.{name} must have project_kv/extend_kv/attend for cached decoding "
                                  "(the nmt.attention.KVAttention protocol) "
                                  f"(e.g. nmt.attention.MultiHeadAttention), got {type(module).__name__}")
         self.self_attention, self.cross_attention = self_attention, cross_attention
@@ -150,8 +151,7 @@ class DecoderLayer(nn.Module):
         causal = isinstance(self.self_attention, MultiHeadAttention) and self.self_attention.window == "causal"
 
         def self_attend(h: Tensor):
-            k, v = self.self_attention.project_kv(h, h)  # (B, H, T, dh) each
-            k, v = torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2)  # (B, H, t+T, dh)
+            k, v = self.self_attention.extend_kv(past, h, h, key_positions=positions)  # the cache grown by T
             out = self.self_attention.attend(h, k, v, None if causal else self_mask,
                                              query_positions=None if causal else positions,
                                              need_weights=need_weights[0])
