@@ -7,6 +7,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from nmt.models.pointer import PointerGenerator
 from nmt.models.seq2seq import Seq2Seq
 
 FAMILIES = ("rnn", "transformer", "hybrid")
@@ -88,11 +89,28 @@ def check_rnn_depths(cfg: DictConfig, encoder: nn.Module) -> None:
                          "set model.encoder.num_layers >= model.decoder.num_layers")
 
 
+def check_pointer(cfg: dict | DictConfig, joint: bool) -> None:
+    """model.pointer=true needs an RNN decoder, and reads source ids as target ids, so both sides must come from
+    one sentencepiece model (`joint` = data.tokenizer.joint; build_model passes "the vocabularies have one size",
+    which two separate models of one size also pass). cfg = the `model` node. (Runs stored before model.pointer
+    existed have none: no copy. The key is not `copy`, which DictConfig attribute access reads as its method.)"""
+    cfg = as_node(cfg)
+    if not cfg.get("pointer", False):
+        return
+    if cfg.family == "transformer":
+        raise ValueError("model.pointer=true needs an RNN decoder (model=rnn or model=hybrid): the Transformer decoder "
+                         "does not expose its cross-attention context and weights to a pointer; set model.pointer=false")
+    if not joint:
+        raise ValueError("model.pointer=true copies source pieces by their ids, which needs one vocabulary for both "
+                         "sides: set data.tokenizer.joint=true (or model.pointer=false)")
+
+
 def build_model(cfg: dict | DictConfig, src_vocab: int, tgt_vocab: int, pad_id: int) -> Seq2Seq:
     """cfg = the `model` node. Raises ValueError with the valid options on a bad config."""
     cfg = as_node(cfg)
     if cfg.family not in FAMILIES:
         raise ValueError(f"model.family must be one of {FAMILIES}, got {cfg.family!r}")
+    check_pointer(cfg, joint=src_vocab == tgt_vocab)
     encoder = build_part(cfg.encoder, "model.encoder", src_vocab, pad_id)
     if cfg.family == "transformer":
         decoder = build_part(cfg.decoder, "model.decoder", tgt_vocab, pad_id, enc_dim=encoder.output_dim)
@@ -118,4 +136,7 @@ def build_model(cfg: dict | DictConfig, src_vocab: int, tgt_vocab: int, pad_id: 
         if src_vocab != tgt_vocab:
             raise ValueError("model.share_embeddings needs a joint vocabulary (data.tokenizer.joint=true)")
         encoder.embed.table.weight = decoder.embed.table.weight
-    return Seq2Seq(encoder, decoder, generator)
+    # copy attention (model.pointer, checked above): the p_gen layer over [c_t; s_t; x_t] (See et al. 2017, Eq. 8)
+    pointer = (PointerGenerator(encoder.output_dim, decoder.hidden_size, decoder.embed.weight.size(1))
+               if cfg.get("pointer", False) else None)  # runs stored before model.pointer existed: none
+    return Seq2Seq(encoder, decoder, generator, pointer)

@@ -9,7 +9,7 @@ from nmt.attention.slot import Slot
 from nmt.models.embeddings import Embeddings
 from nmt.attention.windows import lengths_mask
 from nmt.common import HostLengths
-from nmt.models.seq2seq import DecoderOutput, EncoderOutput, NeedWeights, State, wants
+from nmt.models.seq2seq import CopyInputs, DecoderOutput, EncoderOutput, NeedWeights, State, wants
 
 CELLS = {"lstm": nn.LSTM, "gru": nn.GRU}
 CROSS = Slot("cross")  # the RNN decoder's one attention over the source
@@ -164,38 +164,51 @@ class RNNDecoder(nn.Module):
                               query_positions=positions, need_weights=need_weights)
 
     def forward(self, tgt_in: Tensor, enc: EncoderOutput, state: State,
-                need_weights: NeedWeights = False) -> DecoderOutput:
-        """tgt_in (B, T) -> features (B, T, H); continues from `state` (T=1 for step-wise decoding)."""
+                need_weights: NeedWeights = False, copy_inputs: bool = False) -> DecoderOutput:
+        """tgt_in (B, T) -> features (B, T, H); continues from `state` (T=1 for step-wise decoding).
+        copy_inputs: also return c_t, s_t, x_t and the cross-attention weights of every step in .copy (copy
+        attention, nmt.models.pointer), whatever need_weights asks for the maps."""
         need_weights = wants(need_weights, CROSS)
         emb = self.dropout(self.embed(tgt_in))  # (B, T, E)
         T = tgt_in.size(1)
         positions = state["pos"][:, None] + torch.arange(T, device=tgt_in.device)  # (B, T)
         if self.flow == "luong" and not self.input_feeding:
-            return self._luong_parallel(emb, enc, state, positions, need_weights)
+            return self._luong_parallel(emb, enc, state, positions, need_weights, copy_inputs)
         step = self._luong_step if self.flow == "luong" else self._bahdanau_step
-        hx, outs, weights, centres = self._hx(state), [], [], []
+        hx, outs, weights, centres, copy = self._hx(state), [], [], [], []
         feed = state.get("feed")
         for t in range(T):
-            o, hx, att = step(emb[:, t: t + 1], enc, hx, feed, positions[:, t: t + 1], need_weights)
+            before = hx
+            o, hx, att = step(emb[:, t: t + 1], enc, hx, feed, positions[:, t: t + 1], need_weights or copy_inputs)
             feed = o[:, 0]
             outs.append(o)
             if need_weights:  # training never pays for collecting maps
                 weights.append(att.weights)
                 if att.centres is not None:
                     centres.append(att.centres)
+            if copy_inputs:  # s_t = the query: Bahdanau s_{t-1} (before the step), Luong h_t (after it)
+                copy.append((att.context, self._top(before if self.flow == "bahdanau" else hx), att.weights))
         new = self._store(state, hx, T)
         if self.input_feeding:
             new["feed"] = feed
-        return _output(self.dropout(torch.cat(outs, 1)), new, weights, centres)  # T x (B, 1, H) -> (B, T, H)
+        out = _output(self.dropout(torch.cat(outs, 1)), new, weights, centres)  # T x (B, 1, H) -> (B, T, H)
+        out.copy = _copy_inputs(copy, emb) if copy_inputs else None
+        return out
 
-    def _luong_parallel(self, emb, enc, state, positions, need_weights) -> DecoderOutput:
+    def _top(self, hx) -> Tensor:
+        """The top layer's hidden state of hx ((L, B, H), an LSTM: a pair) -> (B, 1, H)."""
+        return (hx[0] if self.cell == "lstm" else hx)[-1][:, None]
+
+    def _luong_parallel(self, emb, enc, state, positions, need_weights, copy_inputs) -> DecoderOutput:
         """No input feeding: the whole target sequence goes through cuDNN in one call."""
         h_seq, hx = run_fp32(self.rnn, emb, self._hx(state))  # (B, T, H) float32
-        att = self._attend(h_seq, enc, positions, need_weights)
+        att = self._attend(h_seq, enc, positions, need_weights or copy_inputs)
         out = torch.tanh(self.combine(torch.cat([att.context, h_seq], dim=-1)))  # (B, T, H)
         weights = [att.weights] if need_weights else []
         cen = [att.centres] if need_weights and att.centres is not None else []
-        return _output(self.dropout(out), self._store(state, hx, emb.size(1)), weights, cen)
+        result = _output(self.dropout(out), self._store(state, hx, emb.size(1)), weights, cen)
+        result.copy = _copy_inputs([(att.context, h_seq, att.weights)], emb) if copy_inputs else None
+        return result
 
     def _luong_step(self, emb_t, enc, hx, feed, pos, need_weights):
         """emb_t (B, 1, E), feed (B, H) h~_{t-1} -> h~_t (B, 1, H)."""
@@ -211,6 +224,14 @@ class RNNDecoder(nn.Module):
         _, hx = run_fp32(self.rnn, torch.cat([emb_t, att.context], dim=-1), hx)  # input (B, 1, E + Dk)
         t = self.readout(torch.cat([s_prev, emb_t, att.context], dim=-1))  # (B, 1, 2H)
         return t.view(*t.shape[:-1], self.hidden_size, 2).amax(-1), hx, att  # (B, 1, H, 2) -> (B, 1, H)
+
+
+def _copy_inputs(steps: list[tuple[Tensor, Tensor, Tensor]], emb: Tensor) -> CopyInputs:
+    """[(c_t (B, t, Dk), s_t (B, t, H), weights (B, H, t, S))] per step or one for all, x (B, T, E) -> CopyInputs
+    along T, the weights averaged over heads (a multi-head slot copies with the mean of its heads)."""
+    context, state, weights = zip(*steps)
+    mean = torch.cat(weights, dim=2).float().mean(1)  # T x (B, H, 1, S) -> (B, H, T, S) -> (B, T, S)
+    return CopyInputs(torch.cat(context, 1), torch.cat(state, 1), emb, mean)  # (B, T, Dk), (B, T, H)
 
 
 def _output(features: Tensor, state: State, weights: list[Tensor], centres: list[Tensor]) -> DecoderOutput:
