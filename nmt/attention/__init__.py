@@ -2,6 +2,7 @@
 
 attention/ imports nothing from the rest of nmt.
 """
+from nmt.attention.average import AverageAttention
 from nmt.attention.base import Attention, AttentionOutput, KVAttention, build_score, masked_softmax
 from nmt.attention.global_attention import GlobalAttention
 from nmt.attention.hard_attention import HardAttention
@@ -23,6 +24,7 @@ __all__ = [
     "LocalAttention",
     "HardAttention",
     "MultiHeadAttention",
+    "AverageAttention",
     "Slot",
     "normalise",
     "Normaliser",

@@ -6,7 +6,8 @@ count, score and window are chosen per slot. The decoder's slots must also offer
 trio `project_kv(keys, values) -> (k, v)`, `extend_kv(past, keys, values) -> (k, v)` and
 `attend(query, k, v, mask, ...)` (as nmt.attention.MultiHeadAttention does): the cache of the target
 prefix and the projected source are kept batch-first in the decoder state, so beam search can reorder
-them; the slot decides what its cache holds (keys and values, rotated keys, a running sum).
+them; the slot decides what its cache holds (keys and values, rotated keys, a running sum:
+nmt.attention.AverageAttention), so the decoder never reads a cache's shape.
 """
 from __future__ import annotations
 
@@ -142,9 +143,9 @@ class DecoderLayer(nn.Module):
 
     def forward(self, x: Tensor, positions: Tensor, self_mask: Tensor, past: tuple[Tensor, Tensor],
                 cross: tuple[Tensor, Tensor], src_mask: Tensor, need_weights: tuple[bool, bool]):
-        """x (B, T, D), positions (B, T), self_mask (B, T, t+T), past k/v (B, H, t, dh),
-        cross k/v (B, H, S, dh), src_mask (B, 1, S), need_weights (self, cross) -> x (B, T, D),
-        new k/v (B, H, t+T, dh), weights.
+        """x (B, T, D), positions (B, T), self_mask (B, T, t+T), past: the self slot's cache after t positions
+        (multi-head: k/v (B, H, t, dh)), cross k/v (B, H, S, dh), src_mask (B, 1, S), need_weights (self, cross)
+        -> x (B, T, D), the self slot's cache after t+T positions (extend_kv's), weights.
 
         A causal multi-head self-attention builds its causal window itself: it gets neither the mask nor the
         positions (both are the default ones), so the fused kernel can run with is_causal."""
@@ -171,8 +172,10 @@ class DecoderLayer(nn.Module):
 class TransformerDecoder(nn.Module):
     """Causal Transformer decoder that continues from a state of cached keys/values.
 
-    State (all batch-first): pos (B,) next target position; self_k<i>, self_v<i> (B, H, t, dh)
-    projected self-attention keys/values of the t tokens seen so far; cross_k<i>, cross_v<i>
+    State (all batch-first): pos (B,) next target position; seen (B, t, 0) holds no data: its dim 1 is
+    the number t of target tokens seen, read without a device sync whatever the slots cache;
+    self_k<i>, self_v<i> the self-attention slot's cache of those t tokens (multi-head: projected
+    keys/values (B, H, t, dh); average attention: a running sum); cross_k<i>, cross_v<i>
     (B, H, S, dh) projected encoder memory, computed once in init_state. Decoding T tokens at once
     (teacher forcing) or one at a time gives the same outputs (Vaswani et al. 2017, Sec. 3.2.3:
     "masking ... ensures that the predictions for position i can depend only on" positions < i).
@@ -207,7 +210,8 @@ class TransformerDecoder(nn.Module):
         """Empty self-attention caches and the projected source keys/values of every layer."""
         B = enc.memory.size(0)
         empty = enc.memory[:, :0]  # (B, 0, D): projects to (B, H, 0, dh) of the right H, dh
-        state = {"pos": torch.zeros(B, dtype=torch.long, device=enc.memory.device)}
+        state = {"pos": torch.zeros(B, dtype=torch.long, device=enc.memory.device),
+                 "seen": enc.memory.new_zeros(B, 0, 0)}  # (B, t=0, 0)
         for i, layer in enumerate(self.layers):
             state[f"self_k{i}"], state[f"self_v{i}"] = layer.self_attention.project_kv(empty, empty)
             k, v = layer.cross_attention.project_kv(enc.memory, enc.memory)  # (B, H, S, dh)
@@ -220,7 +224,7 @@ class TransformerDecoder(nn.Module):
 
         attention (need_weights): dec.<i>.self (B, H, T, t+T), dec.<i>.cross (B, H, T, S).
         """
-        T, past = tgt_in.size(1), state["self_k0"].size(2)  # every row has seen `past` tokens
+        T, past = tgt_in.size(1), state["seen"].size(1)  # every row has seen `past` tokens
         steps = torch.arange(T, device=tgt_in.device)
         positions = state["pos"][:, None] + steps  # (B, T)
         x = self.dropout(self.embed(tgt_in) + self.positions(positions, past + T - 1))  # (B, T, D)
@@ -237,4 +241,5 @@ class TransformerDecoder(nn.Module):
             new[f"self_k{i}"], new[f"self_v{i}"] = k, v
             attention.update({slot: w for slot, w, wanted in zip(slots, maps, want) if wanted})
         new["pos"] = state["pos"] + T
+        new["seen"] = state["seen"].new_zeros(state["seen"].size(0), past + T, 0)  # (B, t+T, 0)
         return DecoderOutput(self.final_norm(x), new, attention, {})

@@ -86,6 +86,47 @@ def test_cached_decoding_equals_full_recomputation(variant):
     torch.testing.assert_close(state["self_v0"], full.state["self_v0"], atol=1e-5, rtol=1e-5)
 
 
+# average attention (nmt.attention.AverageAttention) as the decoder's self slot: no heads (its dropout is the decoder's)
+TINY_AAN = [o for o in TINY if not o.startswith("model.decoder.self_attention.")] + [
+    "model/slot@model.decoder.self_attention=aan"]
+
+
+def test_aan_cached_decoding_equals_full_recomputation():
+    """The average attention decoder in chunks (T = 1 and T > 1) equals its full pass, maps included (1/j on
+    the prefix), and its cache after a one-token step is one running sum per layer whatever the length."""
+    model = tiny_model([], base=TINY_AAN).eval()
+    src, src_len, tgt = toy_batch()
+    with torch.no_grad():
+        enc = model.encode(src, src_len)
+        full = model.decode(tgt, enc, model.init_state(enc), need_weights=True)
+        state, steps, sizes, t = model.init_state(enc), [], [], 0
+        for chunk in (tgt[:, :1], tgt[:, 1:3], tgt[:, 3:4], tgt[:, 4:]):
+            out = model.decode(chunk, enc, state, need_weights=True)
+            state, T = out.state, chunk.size(1)
+            steps.append(out.logits)
+            rows = full.attention["dec.1.self"][:, :, t: t + T, : t + T]  # (B, 1, T, t+T)
+            torch.testing.assert_close(out.attention["dec.1.self"], rows)
+            sizes += [sum(v.numel() * v.element_size() for k, v in state.items() if k.startswith("self_"))] * (T == 1)
+            t += T
+    torch.testing.assert_close(torch.cat(steps, 1), full.logits, atol=1e-5, rtol=1e-5)
+    triangle = torch.ones(6, 6).tril() / torch.arange(1, 7)[:, None]  # (6, 6) row j: 1/j on keys <= j
+    torch.testing.assert_close(full.attention["dec.0.self"], triangle.expand(3, 1, 6, 6))
+    assert sizes == [2 * 3 * 16 * 4] * 2  # after t = 1 and t = 4: 2 layers x 3 sentences x a float32 sum of 16
+    assert state["pos"].tolist() == [6, 6, 6] and state["seen"].shape == (3, 6, 0)
+
+
+def test_aan_beam_with_cache_equals_recomputation(real_pairs):
+    """Beam search reorders the running sums like any cache (index_select(0, origin))."""
+    torch.manual_seed(1)
+    sv, tv, src, src_len, tgt_in, tgt_out = real_batch(real_pairs)
+    model = tiny_model([], len(sv), len(tv), base=TINY_AAN)
+    overfit(model, src, src_len, tgt_in, tgt_out, steps=15, lr=0.005)
+    cached = beam_search(model.eval(), src, src_len, 4, BOS, EOS, 1.0, 1.5, 5)
+    reference = beam_search(Recompute(model), src, src_len, 4, BOS, EOS, 1.0, 1.5, 5)
+    assert cached.tokens == reference.tokens
+    torch.testing.assert_close(cached.scores, reference.scores, atol=1e-4, rtol=1e-4)
+
+
 class Recompute(torch.nn.Module):
     """Reference decoder: no cache, re-runs the whole prefix every step (state = the prefix ids)."""
 
