@@ -40,6 +40,7 @@ def build_attention(cfg: DictConfig, query_dim: int, key_dim: int) -> nn.Module:
     node = OmegaConf.to_container(cfg, resolve=True)
     node.pop("label", None)  # runs trained before labels existed have none (see check_labels)
     node.pop("flow", None)  # read by build_model for the RNN decoder; Transformer slots have none
+    node.pop("share_position_bias", None)  # read by build_part: ties the layers' T5 bias tables
     return _instantiate(node, query_dim=query_dim, key_dim=key_dim)
 
 
@@ -53,12 +54,28 @@ def build_part(cfg: DictConfig, name: str, vocab_size: int, pad_id: int, **kwarg
     node = OmegaConf.to_container(cfg, resolve=True)
     for slot in [s for s in ATTENTION_SLOTS if s in node]:
         attention = OmegaConf.create(node.pop(slot))
+        if slot == "cross_attention" and attention.get("position", "none") != "none":
+            raise ValueError(f"{name}.cross_attention.position={attention.position}: positions do not apply across "
+                             "languages (queries on the target, keys on the source); set it to none and give the "
+                             "self-attention slots the position method")
         try:
             kwargs[slot] = [build_attention(attention, node["d_model"], node["d_model"])
                             for _ in range(node["num_layers"])]
         except ValueError as err:  # attention modules name their keys model.attention.<key>
             raise ValueError(str(err).replace("model.attention.", f"{name}.{slot}.")) from None
+        if attention.get("share_position_bias", False):
+            share_position_bias(kwargs[slot])
     return _instantiate(node, vocab_size=vocab_size, pad_id=pad_id, **kwargs)
+
+
+def share_position_bias(modules: list[nn.Module]) -> None:
+    """T5 shares one relative attention bias table across a stack's layers (Raffel et al. 2020, Sec. 2.1): layer
+    i > 0 of a slot takes layer 0's table, so it is one parameter (listed once by model.parameters()). Other
+    position methods (and other attention types) keep their own."""
+    tables = [getattr(getattr(m, "position", None), "relative_attention_bias", None) for m in modules]
+    if tables and tables[0] is not None:
+        for module in modules[1:]:
+            module.position.relative_attention_bias = tables[0]
 
 
 def attention_configs(cfg: DictConfig) -> dict[str, DictConfig]:

@@ -100,3 +100,62 @@ def test_guided_alignment_asks_for_the_supervised_slots_weights_only(sdpa_calls)
     assert len(sdpa_calls) == 2 + 4 - 1  # every slot but dec.1.cross stays on the fused path
     out, _ = m(PADDED.src, PADDED.src_lengths, PADDED.tgt_in, need_weights=asked["need_weights"])
     assert list(out.attention) == [slot] and out.attention[slot].shape == (2, 2, 4, 4)
+
+
+# --- position inside attention and grouped-query heads ---------------------------------------------------------
+
+@pytest.fixture
+def sdpa_masks(monkeypatch):
+    """Every F.scaled_dot_product_attention call of nmt.attention.multihead: (attn_mask None | "bool" | "float",
+    is_causal, query heads, key/value heads, enable_gqa)."""
+    calls, sdpa = [], mh.F.scaled_dot_product_attention
+
+    def spy(q, k, v, attn_mask=None, is_causal=False, **kwargs):
+        kind = None if attn_mask is None else "bool" if attn_mask.dtype == torch.bool else "float"
+        calls.append((kind, is_causal, q.size(1), k.size(1), kwargs.get("enable_gqa", False)))
+        return sdpa(q, k, v, attn_mask=attn_mask, is_causal=is_causal, **kwargs)
+
+    monkeypatch.setattr(mh.F, "scaled_dot_product_attention", spy)
+    return calls
+
+
+# position -> the call of a causal teacher-forced pass without padding, then of a padded global one; None: no call
+POSITION_PATHS = {
+    "none": [(None, True), ("bool", False)],
+    "rotary": [(None, True), ("bool", False)],  # q and k rotated before the kernel: is_causal survives
+    "t5": [("float", False), ("float", False)],  # the bias is the attn_mask, -inf where masked
+    "alibi": [("float", False), ("float", False)],
+    "shaw": [None, None],  # a^V is not in the kernel: the explicit path always
+}
+
+
+@pytest.mark.parametrize("num_kv_heads", [None, 1], ids=["mha", "mqa"])
+@pytest.mark.parametrize("position", POSITION_PATHS)
+def test_each_position_method_takes_its_path_and_both_paths_agree(position, num_kv_heads, sdpa_masks):
+    mask = torch.tensor([[True] * 6, [True] * 4 + [False] * 2])[:, None, :]  # (B, 1, Tk)
+    for (window, m), expected in zip((("causal", None), ("global", mask)), POSITION_PATHS[position]):
+        torch.manual_seed(0)
+        att = MultiHeadAttention(8, 8, 2, 0.0, window, 0, "scaled_dot", position=position, num_buckets=8,
+                                 max_distance=16, num_kv_heads=num_kv_heads).eval()
+        x = torch.randn(2, 6, 8)
+        sdpa_masks.clear()
+        fused = att(x, x, x, m, need_weights=False)
+        kv = 2 if num_kv_heads is None else 1
+        assert sdpa_masks == ([] if expected is None else [(*expected, 2, kv, kv != 2)])
+        explicit = att(x, x, x, m, need_weights=True)
+        torch.testing.assert_close(fused.context, explicit.context, atol=1e-5, rtol=1e-5)
+        assert fused.weights.shape == ((2, 2, 6, 0) if expected else (2, 2, 6, 6))
+
+
+@pytest.mark.parametrize("position", ["t5", "alibi"])
+def test_a_bias_with_an_all_masked_row_stays_finite_and_matches_the_explicit_path(position):
+    att = MultiHeadAttention(8, 8, 2, 0.0, "global", 0, "scaled_dot", position=position, num_buckets=8,
+                             max_distance=16).eval()
+    q, kv = torch.randn(2, 4, 8, requires_grad=True), torch.randn(2, 5, 8)
+    mask = torch.ones(2, 4, 5, dtype=torch.bool)
+    mask[1, 2] = False  # query 2 of sentence 1 sees no key
+    fused = att(q, kv, kv, mask, need_weights=False)
+    explicit = att(q, kv, kv, mask)
+    torch.testing.assert_close(fused.context, explicit.context, atol=1e-5, rtol=1e-5)
+    fused.context.sum().backward()
+    assert torch.isfinite(q.grad).all()

@@ -24,7 +24,17 @@ VARIANTS = {
                       for key in ("window=local", "half_width=2")],
     # the decoder adds its own causal mask, so a global window slot stays causal (and may use SDPA)
     "global_decoder_window": ["model.decoder.self_attention.window=global"],
+    # position inside attention (configs/model/position/): no input positions, the method in both self slots
+    **{method: ["+model/position=" + method] for method in ("shaw", "t5", "rotary", "alibi")},
+    "shaw_k1": ["+model/position=shaw", *[f"model.{side}.self_attention.max_relative_distance=1"
+                                          for side in ("encoder", "decoder")]],  # clipping inside the sentences
+    # grouped-query heads (configs/model/heads/): 4 query heads over 2 key/value heads, or 2 over 1
+    "gqa_rotary": ["+model/heads=gqa", "+model/position=rotary",
+                   *[f"model.{slot}.num_heads=4" for slot in ("encoder.self_attention", "decoder.self_attention",
+                                                              "decoder.cross_attention")]],
+    "mqa_t5": ["+model/heads=mqa", "+model/position=t5"],
 }
+HEADS = {"gqa_rotary": (4, 2), "mqa_t5": (2, 1)}  # (query heads, key/value heads) where not (2, 2)
 
 
 def transformer(overrides=(), src_vocab=30, tgt_vocab=30):
@@ -48,9 +58,10 @@ def test_sdpa_path_equals_explicit_path(variant):
     torch.testing.assert_close(fast.logits, slow.logits, atol=1e-5, rtol=1e-5)
     assert fast.attention == {} and fast_enc.attention == {}
     assert set(slow.attention) == {"dec.0.self", "dec.0.cross", "dec.1.self", "dec.1.cross"}
-    assert slow_enc.attention["enc.1.self"].shape == (3, 2, 7, 7)
-    assert slow.attention["dec.0.self"].shape == (3, 2, 6, 6)
-    assert slow.attention["dec.1.cross"].shape == (3, 2, 6, 7)
+    H = HEADS.get(variant, (2, 2))[0]  # the weights keep every query head
+    assert slow_enc.attention["enc.1.self"].shape == (3, H, 7, 7)
+    assert slow.attention["dec.0.self"].shape == (3, H, 6, 6)
+    assert slow.attention["dec.1.cross"].shape == (3, H, 6, 7)
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
@@ -82,7 +93,9 @@ def test_cached_decoding_equals_full_recomputation(variant):
             cross.append(out.attention["dec.1.cross"])
     torch.testing.assert_close(torch.cat(steps, 1), full.logits, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(torch.cat(cross, 2), full.attention["dec.1.cross"], atol=1e-5, rtol=1e-5)
-    assert state["pos"].tolist() == [6, 6, 6] and state["self_k1"].shape == (3, 2, 6, 8)
+    H, H_kv = HEADS.get(variant, (2, 2))
+    assert state["pos"].tolist() == [6, 6, 6] and state["self_k1"].shape == (3, H_kv, 6, 16 // H)  # H/Hkv x smaller
+    assert state["cross_k0"].shape == (3, H_kv, 7, 16 // H)
     torch.testing.assert_close(state["self_v0"], full.state["self_v0"], atol=1e-5, rtol=1e-5)
 
 
@@ -210,6 +223,9 @@ def test_heads_must_divide_d_model(part):
 
 def test_bad_positions_and_mismatched_sizes_fail_clearly():
     with pytest.raises(ValueError, match="positions must be one of"):
+        transformer(["model.encoder.positions=relative"])
+    # rotary is a part of the self-attention slots (nmt.attention.positional), not an embedding: the error says where
+    with pytest.raises(ValueError, match=r"rotary acts inside attention: set model.\*.self_attention.position=rotary"):
         transformer(["model.encoder.positions=rotary"])
     with pytest.raises(ValueError, match="model.decoder.d_model"):
         transformer(["model.decoder.d_model=32"])
