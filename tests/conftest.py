@@ -75,6 +75,7 @@ SLOW: frozenset[str] = frozenset({
     "tests/scripts/test_cpu_race.py",
     "tests/scripts/test_gpu_race.py",
     "tests/scripts/test_gpu_smoke.py",
+    "tests/scripts/test_search.py::test_a_smoke_search_runs_its_trials_on_validation_only",
     "tests/test_alloc.py::test_freed_memory_is_reused_without_page_faults",
     "tests/test_api.py",
     "tests/tracking/test_tensorboard.py",

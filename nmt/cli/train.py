@@ -110,8 +110,15 @@ def run_hydra(prepared: DictConfig | None, callbacks: Sequence[Callbacks]) -> No
             cfg.run_dir = HydraConfig.get().runtime.output_dir
         with user_errors(PROG):
             metrics = train(run_settings(cfg), callbacks)
-        return metrics.get("valid", {}).get("bleu", 0.0)
+        return objective(metrics)
     task()
+
+
+def objective(metrics: dict) -> float:
+    """What a multirun's sweeper maximises (the Optuna search, configs/search/default.yaml): the validation BLEU
+    of the best checkpoint with the final beam search (decode.*); the best greedy validation BLEU of a run a
+    signal stopped early; 0.0 on a torchrun rank > 0 (rank 0 evaluates). Never a test score."""
+    return float(metrics.get("valid", {}).get("bleu", 0.0))
 
 
 def main(callbacks: Sequence[Callbacks] = ()) -> None:
