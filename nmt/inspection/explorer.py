@@ -41,13 +41,17 @@ def slot_data(slot: Slot, probe: Probe) -> dict:
 
 def probe_data(probe: Probe, label: str, reference: str | None) -> dict:
     """Tokens, slots and the word alignment of every cross-attention selection of one probe; `label` names
-    its button (an input line or validation sentence number), `reference` is shown when not None."""
+    its button (an input line or validation sentence number), `reference` is shown when not None; p_gen: the
+    probability of generating each output piece (copy attention, See et al. 2017, Eq. 8; 1 - p_gen: copying),
+    drawn beside the rows of the output, or None for a model without a pointer."""
     alignments = argmax_alignments(probe.maps, probe.src_pieces, probe.out_pieces[:-1])
     src_words, out_words = piece_text_words(probe.src_pieces), piece_text_words(probe.out_pieces[:-1])
+    p_gen = getattr(probe, "p_gen", None)  # (T_out,) once nmt.decoding.inspect fills Probe.p_gen; else none
     return {"label": label, "reference": reference, "source": " ".join(src_words), "output": " ".join(out_words),
             "src_words": src_words, "out_words": out_words,
             "alignments": {name: [list(link) for link in sorted(links)] for name, links in alignments.items()},
-            "slots": {str(slot): slot_data(slot, probe) for slot in probe.maps}}
+            "slots": {str(slot): slot_data(slot, probe) for slot in probe.maps},
+            "p_gen": None if p_gen is None else [round(float(g), 3) for g in p_gen]}
 
 
 @dataclass(frozen=True)

@@ -76,11 +76,14 @@ class RunLogger:
 
     def probe_texts(self, probes: list[Probe], references: list[str], step: int) -> int:
         """Text `probes/probe<i>`: source, reference, output and the word alignment read off the last layer's
-        cross-attention (heads averaged), so the translation is read beside its map. Returns how many."""
+        cross-attention (heads averaged), so the translation is read beside its map; with copy attention also
+        whether each output piece was copied or generated (p_gen_markdown). Returns how many."""
         if self.tb is None:
             return 0
         for i, (probe, ref) in enumerate(zip(probes, references)):
-            self.tb.add_text(f"probes/probe{i}", probe_markdown(probe, ref), step)
+            p_gen = getattr(probe, "p_gen", None)  # (T_out,) once nmt.decoding.inspect fills Probe.p_gen; else none
+            text = probe_markdown(probe, ref) + ("" if p_gen is None else "  \n" + p_gen_markdown(probe.out_pieces, p_gen))
+            self.tb.add_text(f"probes/probe{i}", text, step)
         return min(len(probes), len(references))
 
     def attention_stats(self, sentences: list, step: int) -> dict[str, dict[str, float]]:
@@ -107,6 +110,13 @@ class RunLogger:
     def close(self) -> None:
         if self.tb is not None:
             self.tb.close()
+
+
+def p_gen_markdown(pieces: list[str], p_gen: torch.Tensor) -> str:
+    """Copied or generated, per output piece (copy attention): pieces (T,) with p_gen (T,), the probability of
+    generating (See et al. 2017, Eq. 8); a piece with p_gen < 0.5 was mostly copied from the source."""
+    marks = [f"{piece}:{'copied' if g < 0.5 else 'generated'} {g:.2f}" for piece, g in zip(pieces, p_gen.tolist())]
+    return "**copied or generated** (p_gen): `" + " ".join(marks) + "`"
 
 
 def _hparam_value(v):

@@ -68,13 +68,14 @@ def _batch():
                                              ("bahdanau", []), ("multihead", [])])
 def test_decode_returns_the_mixture_of_eq_9_and_its_loss(attention, extra):
     """out.logits = log(p_gen softmax(generator(features)) + (1 - p_gen) a_t scattered onto src), built here
-    from the decoder's own outputs; the trainer's label-smoothed loss over it is the loss on that mixture."""
+    from the decoder's own outputs (a_t: the cross-attention map, heads averaged); the trainer's label-smoothed
+    loss over it is the loss on that mixture."""
     model = tiny_model([f"model/attention={attention}", *POINTER, *extra]).eval()
     src, src_len, tgt = _batch()
     with torch.no_grad():
-        out, enc = model(src, src_len, tgt)
+        out, enc = model(src, src_len, tgt, need_weights=True)
         p_vocab = model.generator(out.features).softmax(-1)  # (B, T, V)
-    a = out.copy.weights  # (B, T, S)
+    a = out.attention["cross"].mean(1)  # (B, H, T, S) -> (B, T, S)
     copied = torch.zeros_like(p_vocab)
     for b in range(src.size(0)):
         for i in range(src.size(1)):
