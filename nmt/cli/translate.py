@@ -2,18 +2,24 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig
+from torch import Tensor
 
+from nmt.alignment.extract import links_from_matrix, piece_words, word_matrix
+from nmt.alignment.links import format_pharaoh
 from nmt.cli.common import config_dir, decode_settings, run_dir_list
 from nmt.cli.errors import precheck, user_errors
 from nmt.common import pick_device, setup_logging
 from nmt.data.corpus import numbered_stream, read_lines
-from nmt.decoding import nbest_lines, translate_lines
+from nmt.decoding import DecodeSettings, Translations, nbest_lines, translate_lines
+from nmt.decoding.rows import RowSelection, resolve_selection
 from nmt.inspection.explorer import save_translation_explorer
-from nmt.runs.trained import load_runs
+from nmt.runs.trained import TrainedRun, load_runs
+from nmt.training.align_loss import AlignLossSettings, align_spec
 
 PROG = "nmt-translate"
 
@@ -45,15 +51,62 @@ def translate(cfg: DictConfig) -> None:
         raise ValueError("attention_png= and explorer= draw one model's attention; an ensemble "
                          f"(run_dir={cfg.run_dir}) has one map per model: pass a single run_dir for the maps")
     trained = load_runs(run_dirs, cfg.checkpoint, device)
-    decode = decode_settings(cfg)
+    decode = supervised_selection(decode_settings(cfg), trained)
     result = translate_lines(trained.model, trained.src_tok, trained.tgt_tok, read_input(cfg.input), decode, device)
     if cfg.attention_png is not None:
         from nmt.inspection.heatmaps import save_translation_pngs  # matplotlib only when asked for
         save_translation_pngs(Path(cfg.attention_png), trained, result, device)
     if cfg.explorer is not None:
         save_translation_explorer(Path(cfg.explorer), trained, result, device)
-    lines = result.lines if decode.nbest == 1 else nbest_lines(result, trained.tgt_tok, len(result.lines))
-    sys.stdout.write("".join(line + "\n" for line in lines))
+    sys.stdout.write("".join(line + "\n" for line in output_lines(result, trained, decode)))
+
+
+def output_lines(result: Translations, trained: TrainedRun, decode: DecodeSettings) -> list[str]:
+    """One line per input (`index ||| text ||| score` per output with decode.nbest > 1), each followed by
+    ` ||| ` and its alignment with decode.alignment=hard|soft (alignment_text)."""
+    aligned = None
+    if decode.alignment != "none":
+        keep = resolve_selection(decode.selection, trained.model)
+        aligned = [[alignment_text(keep.reduce(rows), trained.src_tok.pieces(src), trained.tgt_tok.pieces(out),
+                                   decode.alignment) for rows, out in zip(per_input, outs)]
+                   for src, per_input, outs in zip(result.src_ids, result.hyp.rows, result.hyp.nbest)]
+    if decode.nbest > 1:
+        return nbest_lines(result, trained.tgt_tok, len(result.lines), aligned)
+    if aligned is None:
+        return result.lines
+    links = [""] * len(result.lines)  # an empty input line: an empty output and no links
+    for k, i in enumerate(result.decoded):
+        links[i] = aligned[k][0]
+    return [f"{line} ||| {text}" for line, text in zip(result.lines, links)]
+
+
+def alignment_text(rows: Tensor, src_pieces: list[str], out_pieces: list[str], kind: str) -> str:
+    """One output's alignment from its kept rows (|Y|, S) (tokens + eos over the source pieces): words are the
+    pieces grouped at "▁" (nmt.alignment.extract.word_matrix: W[j, i] sums source word i's pieces and averages
+    output word j's). hard: Pharaoh "i-j" (source word i, output word j, 0-based; the argmax i of every output
+    word), sorted by j; soft: per output word its weights over the source words, "w,w,..." with 4 decimals,
+    words separated by spaces. The eos row links nothing; an empty output or source gives ""."""
+    if not src_pieces or not out_pieces:
+        return ""
+    W = word_matrix(rows[: len(out_pieces)].float(), piece_words(src_pieces), piece_words(out_pieces))  # (Tw, Sw)
+    if kind == "hard":
+        return format_pharaoh(links_from_matrix(W, None))
+    return " ".join(",".join(f"{w:.4f}" for w in row) for row in W.tolist())
+
+
+def supervised_selection(decode: DecodeSettings, trained: TrainedRun) -> DecodeSettings:
+    """decode.selection=auto reads the supervised head when the run was trained with trainer.align_loss (its
+    slot and head, nmt.training.align_loss.align_spec), else stays auto (the last layer, heads averaged)."""
+    values = trained.config.values.get("trainer", {}).get("align_loss")
+    if decode.selection != "auto" or not decode.keeps_rows() or not values:
+        return decode
+    resolve_selection("auto", trained.model)  # an ensemble or a model without cross-attention: refused here
+    values = {"centre_weight": 0.0, **values}  # a run stored before centre_weight existed trained without it
+    spec = align_spec(AlignLossSettings(**values), trained.model)
+    if spec is None:
+        return decode
+    heads = getattr(trained.model.attention_modules()[spec.slot], "num_heads", 1)
+    return replace(decode, selection=f"{spec.slot}:h{spec.head}" if heads > 1 else str(spec.slot))
 
 
 if __name__ == "__main__":

@@ -10,7 +10,9 @@ from nmt.data.batching import Batch, collate
 from nmt.decoding.beam import beam_search
 from nmt.decoding.compiled import CompiledSteps
 from nmt.decoding.greedy import Hypotheses, greedy_decode
-from nmt.decoding.sampling import SAMPLINGS, sample_decode
+from nmt.decoding.greedy import stepwise_decode
+from nmt.decoding.rows import ALIGNMENTS, RowSelection, check_selection, resolve_selection
+from nmt.decoding.sampling import SAMPLINGS, sampler
 from nmt.models.seq2seq import Seq2Seq
 
 log = logging.getLogger(__name__)
@@ -32,6 +34,9 @@ class DecodeSettings:
     temperature: float      # sampling: logits / temperature before the top-k / top-p cut
     seed: int               # sampling: seed of the decode's own torch.Generator
     compile: bool           # torch.compile the decoder step (nmt.decoding.compiled)
+    coverage_penalty: float  # GNMT beta (Wu et al. 2016, Eq. 14): + beta sum_j log(min(sum_t a_tj, 1)); 0 = none
+    alignment: str          # none | hard | soft: nmt-translate appends " ||| " and the output's word alignment
+    selection: str          # the cross-attention both read: auto | cross | dec.<i>.cross:mean | dec.<i>.cross:h<h>
 
     def __post_init__(self):
         for key in ("beam_size", "max_sentences", "max_input_tokens", "topk"):
@@ -46,6 +51,16 @@ class DecodeSettings:
                              f"{self.max_len_a} and {self.max_len_b}")
         if self.length_penalty < 0:
             raise ValueError(f"decode.length_penalty must be >= 0, got {self.length_penalty}")
+        if self.coverage_penalty < 0:
+            raise ValueError(f"decode.coverage_penalty must be >= 0 (0 = none), got {self.coverage_penalty}")
+        if self.alignment not in ALIGNMENTS:
+            raise ValueError(f"decode.alignment must be one of {', '.join(ALIGNMENTS)}; got {self.alignment!r}")
+        check_selection(self.selection)
+
+    def keeps_rows(self) -> bool:
+        """Whether the search keeps each hypothesis' attention rows: an alignment is printed, or beam search
+        ranks with a coverage penalty (greedy search and sampling have one output to rank: beta does nothing)."""
+        return self.alignment != "none" or self.coverage_penalty > 0 and self.beam_size > 1
 
     def check_sampling(self):
         """Sampling's own keys, and no beam or n-best list with it (one drawn output per input)."""
@@ -71,14 +86,17 @@ def decode_amp(device: torch.device) -> bool:
 def translate_ids(model: Seq2Seq, src_ids: list[list[int]], settings: DecodeSettings, *, pad_id: int,
                   bos_id: int, eos_id: int, device: torch.device) -> Hypotheses:
     """Decode src_ids (no bos/eos) with greedy (beam_size 1), beam search or sampling; keeps input order.
-    With settings.nbest > 1 the result also holds each input's nbest outputs and normalised scores.
+    With settings.nbest > 1 the result also holds each input's nbest outputs and normalised scores; when
+    settings.keeps_rows(), each output's rows of decode.selection (Hypotheses.rows).
     Sampling draws from one generator seeded with settings.seed: the same inputs, seed and max_sentences
     give the same samples (a sentence's draw depends on the batch it is in)."""
     order = sorted(range(len(src_ids)), key=lambda i: len(src_ids[i]))
     tokens: list = [None] * len(src_ids)
     nbest: list = [None] * len(src_ids)
+    rows: list = [None] * len(src_ids)
     scores = torch.zeros(len(src_ids))
     nbest_scores = torch.zeros(len(src_ids), settings.nbest)
+    keep = resolve_selection(settings.selection, model) if settings.keeps_rows() else None
     model.eval()
     model = CompiledSteps(model) if settings.compile else model
     generator = None if settings.sampling == "none" else torch.Generator(device).manual_seed(settings.seed)
@@ -86,26 +104,28 @@ def translate_ids(model: Seq2Seq, src_ids: list[list[int]], settings: DecodeSett
         idx = order[start: start + settings.max_sentences]
         batch = collate([src_ids[i] or [eos_id] for i in idx], [[] for _ in idx], idx, pad_id, bos_id, eos_id)
         with torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=decode_amp(torch.device(device))):
-            hyp = decode_batch(model, batch.to(device), settings, bos_id, eos_id, generator)
+            hyp = decode_batch(model, batch.to(device), settings, bos_id, eos_id, generator, keep)
         for j, i in enumerate(idx):
             tokens[i], nbest[i] = hyp.tokens[j], hyp.nbest[j]
+            rows[i] = None if keep is None else hyp.rows[j]
         scores[idx] = hyp.scores.float().cpu()
         nbest_scores[idx] = hyp.nbest_scores.float().cpu()
-    return Hypotheses(tokens, scores, nbest, nbest_scores)
+    return Hypotheses(tokens, scores, nbest, nbest_scores, None if keep is None else rows)
 
 
 def decode_batch(model: Seq2Seq, batch: Batch, settings: DecodeSettings, bos_id: int, eos_id: int,
-                 generator: torch.Generator | None) -> Hypotheses:
-    """One Batch on device -> greedy search (beam_size 1), sampling (decode.sampling) or beam search."""
+                 generator: torch.Generator | None, keep: RowSelection | None = None) -> Hypotheses:
+    """One Batch on device -> greedy search (beam_size 1), sampling (decode.sampling) or beam search; with
+    `keep`, each output's rows of that selection (and beam search ranks with decode.coverage_penalty)."""
     src, lens, a, b = batch.src, batch.src_lengths, settings.max_len_a, settings.max_len_b
     if settings.beam_size > 1:
         return beam_search(model, src, lens, settings.beam_size, bos_id, eos_id, settings.length_penalty, a, b,
-                           nbest=settings.nbest)
+                           nbest=settings.nbest, coverage_penalty=settings.coverage_penalty, keep=keep)
     if settings.sampling == "none":
-        hyp = greedy_decode(model, src, lens, bos_id, eos_id, a, b)
+        hyp = greedy_decode(model, src, lens, bos_id, eos_id, a, b, keep=keep)
     else:
-        hyp = sample_decode(model, src, lens, bos_id, eos_id, a, b, sampling=settings.sampling, topk=settings.topk,
-                            topp=settings.topp, temperature=settings.temperature, generator=generator)
+        choose = sampler(settings.sampling, settings.topk, settings.topp, settings.temperature, generator)
+        hyp = stepwise_decode(model, src, lens, bos_id, eos_id, a, b, choose, keep=keep)  # sample_decode's loop
     hyp.nbest, hyp.nbest_scores = [[t] for t in hyp.tokens], hyp.scores[:, None]  # |Y|^0: alpha unused
     return hyp
 
@@ -156,14 +176,17 @@ def cap_input_tokens(src_ids: list[list[int]], line_index: list[int], cap: int) 
     return [ids[:cap] for ids in src_ids]
 
 
-def nbest_lines(result: Translations, tgt_tok, n_inputs: int) -> list[str]:
+def nbest_lines(result: Translations, tgt_tok, n_inputs: int, alignments: list[list[str]] | None = None) -> list[str]:
     """`index ||| text ||| score` per hypothesis, best first, as fairseq and Moses write n-best lists:
-    index is the 0-based input line, score the length-normalised log-probability (GNMT Eq. 14). An
-    empty input line gives one empty hypothesis with score 0."""
+    index is the 0-based input line, score the length-normalised log-probability (GNMT Eq. 14, + the
+    coverage penalty when decode.coverage_penalty > 0). An empty input line gives one empty hypothesis with
+    score 0. alignments (per decoded input, per output): appended as ` ||| <alignment>` (decode.alignment)."""
     hyp = result.hyp
-    per_line: dict[int, list[str]] = {i: [f"{i} |||  ||| 0.0000"] for i in range(n_inputs)}
+    tail = (lambda k, n: "") if alignments is None else (lambda k, n: f" ||| {alignments[k][n] if k >= 0 else ''}")
+    per_line: dict[int, list[str]] = {i: [f"{i} |||  ||| 0.0000{tail(-1, 0)}"] for i in range(n_inputs)}
     for k, i in enumerate(result.decoded):
         texts = tgt_tok.decode(hyp.nbest[k])
-        per_line[i] = [f"{i} ||| {text} ||| {float(score):.4f}" for text, score in zip(texts, hyp.nbest_scores[k])
+        per_line[i] = [f"{i} ||| {text} ||| {float(score):.4f}{tail(k, n)}"
+                       for n, (text, score) in enumerate(zip(texts, hyp.nbest_scores[k]))
                        if score > float("-inf")]  # fewer finished hypotheses than nbest: none is made up
     return [line for i in range(n_inputs) for line in per_line[i]]
