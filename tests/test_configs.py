@@ -63,8 +63,8 @@ def test_every_data_config_sets_every_key_of_the_shared_base(data):
     """configs/data/base/common.yaml leaves src_lang, tgt_lang, splits and corpus ??? (required)."""
     cfg = compose_cfg([f"data={data}", "trainer=cpu"])
     assert OmegaConf.missing_keys(cfg.data) == set()
-    assert list(cfg.data) == ["root", "src_lang", "tgt_lang", "max_len", "cache_dir", "alignment", "splits", "corpus",
-                              "tokenizer"]
+    assert list(cfg.data) == ["root", "src_lang", "tgt_lang", "max_len", "train_max_tgt_len", "cache_dir", "alignment",
+                              "splits", "corpus", "tokenizer"]
     if data.startswith("multi30k_"):  # configs/data/base/multi30k.yaml + the pair of the file name
         assert data == f"multi30k_{cfg.data.src_lang}_{cfg.data.tgt_lang}"
 

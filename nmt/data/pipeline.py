@@ -4,7 +4,8 @@
       -> fingerprint: content hash of the split (file bytes, streamed; see docs/data_at_scale.md)
       -> train_tokenizers on a bounded sample of train (cached by fingerprint + settings)
       -> flat id arrays, memory-mapped (idstore; cached by fingerprint + tokenizer models)
-      -> train pairs longer than max_len dropped (valid/test never filtered)
+      -> train pairs longer than max_len dropped, and with train_max_tgt_len those whose target is longer
+         (valid/test never filtered; the filters index the cached ids, so they never enter a cache key)
       -> make_batches: TokenBatchSampler + collate_rows over the arrays
 """
 from __future__ import annotations
@@ -41,7 +42,7 @@ class DataBundle:
     src_tok: SubwordTokenizer
     tgt_tok: SubwordTokenizer
     dropped: dict[str, int] = field(default_factory=dict)
-    train_rows: np.ndarray | None = None  # (N_kept,) rows of the train split kept by max_len; None = all
+    train_rows: np.ndarray | None = None  # (N_kept,) train rows kept by the length filters; None = all
     train_links: list[np.ndarray] | None = None  # piece links (L, 2) of every kept train row (data.alignment)
 
 
@@ -72,25 +73,38 @@ def encode_split(corpus: Corpus, split: str, text_key: str, src_tok: SubwordToke
     return open_split(final)
 
 
-def filter_long(ds: IdSplit, max_len: int) -> tuple[IdSplit, int]:
-    """Keep pairs whose src and tgt have at most max_len subword tokens; return (kept, n dropped).
+def check_length_filters(max_len: object, train_max_tgt_len: object) -> None:
+    """data.max_len must be an int >= 1; data.train_max_tgt_len null (off) or an int >= 1."""
+    if isinstance(max_len, bool) or not isinstance(max_len, int) or max_len < 1:
+        raise ValueError(f"data.max_len must be an integer >= 1 (subword tokens), got {max_len!r}")
+    if train_max_tgt_len is not None and (isinstance(train_max_tgt_len, bool) or not isinstance(train_max_tgt_len, int)
+                                          or train_max_tgt_len < 1):
+        raise ValueError(f"data.train_max_tgt_len must be null (keep every target) or an integer >= 1 (the longest "
+                         f"training target kept, in subword tokens), got {train_max_tgt_len!r}")
+
+
+def filter_long(ds: IdSplit, max_len: int, max_tgt_len: int | None = None) -> tuple[IdSplit, int]:
+    """Keep pairs whose src and tgt have at most max_len subword tokens, and whose tgt has at most max_tgt_len
+    (None: no target limit); return (kept, n dropped).
 
     Lengths come from the offsets arrays; the result is an index view of ds.
     """
-    keep = kept_rows(ds, max_len)
+    keep = kept_rows(ds, max_len, max_tgt_len)
     if len(keep) == len(ds):
         return ds, 0
     return ds.select(keep), len(ds) - len(keep)
 
 
-def kept_rows(ds: IdSplit, max_len: int) -> np.ndarray:
-    """(N_kept,) int64: the rows of ds whose src and tgt have at most max_len subword tokens."""
+def kept_rows(ds: IdSplit, max_len: int, max_tgt_len: int | None = None) -> np.ndarray:
+    """(N_kept,) int64: the rows of ds whose src and tgt have at most max_len subword tokens and whose tgt has at
+    most max_tgt_len (None: max_len alone)."""
     src_len, tgt_len = ds["src_ids"].lengths(), ds["tgt_ids"].lengths()                     # (N,), (N,)
-    return np.flatnonzero((src_len <= max_len) & (tgt_len <= max_len))
+    tgt_limit = max_len if max_tgt_len is None else min(max_len, max_tgt_len)
+    return np.flatnonzero((src_len <= max_len) & (tgt_len <= tgt_limit))
 
 
 def prepare_data(corpus: Corpus, splits: dict[str, str], tokenizer: dict, max_len: int,
-                 cache_dir: str) -> DataBundle:
+                 cache_dir: str, *, train_max_tgt_len: int | None = None) -> DataBundle:
     """Hash the splits, train or load tokenizers on train, build or map the id caches, filter long train pairs.
 
     Args:
@@ -101,7 +115,10 @@ def prepare_data(corpus: Corpus, splits: dict[str, str], tokenizer: dict, max_le
             input_sentence_size, shuffle_input_sentence, num_threads.
         max_len: training pairs with more subword tokens on either side are dropped.
         cache_dir: tokenizers under <cache_dir>/tokenizers, id caches under <cache_dir>/ids.
+        train_max_tgt_len: data.train_max_tgt_len: training pairs whose target has more subword tokens are
+            dropped too (length generalisation: train on short targets, test on all); None = off.
     """
+    check_length_filters(max_len, train_max_tgt_len)
     missing = [k for k in SPLIT_KEYS if k not in splits]
     if missing:
         raise ValueError(f"data.splits lacks {missing}; it needs train, valid and test (corpus split names)")
@@ -115,13 +132,17 @@ def prepare_data(corpus: Corpus, splits: dict[str, str], tokenizer: dict, max_le
     id_cache = Path(cache_dir) / "ids"
     encoded = {key: encode_split(corpus, splits[key], keys[key], src_tok, tgt_tok, id_cache, key,
                                  keep_text=key != "train") for key in SPLIT_KEYS}
-    train, n_dropped = filter_long(encoded["train"], max_len)
-    log.info("dropped %d of %d training pairs longer than max_len=%d", n_dropped, len(encoded["train"]), max_len)
+    train, n_dropped = filter_long(encoded["train"], max_len, train_max_tgt_len)
+    tgt_rule = "" if train_max_tgt_len is None else \
+        f" or with targets longer than train_max_tgt_len={train_max_tgt_len}"
+    log.info("dropped %d of %d training pairs longer than max_len=%d%s", n_dropped, len(encoded["train"]), max_len,
+             tgt_rule)
     if len(train) == 0:
-        raise ValueError(f"every training pair is longer than max_len={max_len} subword tokens; raise data.max_len")
+        raise ValueError(f"every training pair is longer than max_len={max_len} subword tokens{tgt_rule}; raise "
+                         "data.max_len" + ("" if train_max_tgt_len is None else " or data.train_max_tgt_len"))
     return DataBundle(train=train, valid=encoded["valid"], test=encoded["test"], src_tok=src_tok,
                       tgt_tok=tgt_tok, dropped={"train": n_dropped, "valid": 0, "test": 0},
-                      train_rows=kept_rows(encoded["train"], max_len) if n_dropped else None)
+                      train_rows=kept_rows(encoded["train"], max_len, train_max_tgt_len) if n_dropped else None)
 
 
 def make_batches(ds: IdSplit, max_tokens: int, shuffle: bool, seed: int,

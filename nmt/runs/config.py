@@ -10,6 +10,8 @@ from pathlib import Path
 
 import yaml
 
+from nmt.data.pipeline import check_length_filters
+
 log = logging.getLogger(__name__)
 
 # Corpus keys that hold paths (made absolute at training time, moved by data_root=).
@@ -24,8 +26,12 @@ class DataSettings:
     splits: dict        # {train|valid|test: the corpus's split name}
     tokenizer: dict     # nmt.data.tokenizer settings
     max_len: int
+    train_max_tgt_len: int | None  # training targets longer than this are dropped, None = off
     cache_dir: str
     alignment: str | None  # Pharaoh file of the train split (supervised alignment), None = none
+
+    def __post_init__(self):
+        check_length_filters(self.max_len, self.train_max_tgt_len)  # a bad value fails before any data is read
 
     def split_name(self, split: str) -> str:
         """A key of data.splits (valid) or a corpus split name (test_2017_flickr) as the corpus names it."""
@@ -67,7 +73,8 @@ class RunConfig:
 
     @property
     def data(self) -> DataSettings:
-        node = {"alignment": None, **self.values["data"]}  # a run trained before data.alignment existed: none
+        # a run trained before data.alignment / data.train_max_tgt_len existed: none
+        node = {"alignment": None, "train_max_tgt_len": None, **self.values["data"]}
         return DataSettings(**{f.name: node[f.name] for f in fields(DataSettings)})
 
     @property

@@ -63,7 +63,7 @@ def load_data(data: DataSettings, supervised: bool) -> DataBundle:
     29,000 pairs, so they are not cached). With the loss off no batch carries alignment rows."""
     corpus = build_corpus(data.corpus)
     bundle = prepare_data(corpus=corpus, splits=dict(data.splits), tokenizer=data.tokenizer,
-                          max_len=data.max_len, cache_dir=data.cache_dir)
+                          max_len=data.max_len, cache_dir=data.cache_dir, train_max_tgt_len=data.train_max_tgt_len)
     if supervised and data.alignment is not None:
         bundle.train_links = split_piece_links(data.alignment, corpus, data.split_name("train"), bundle.src_tok,
                                                bundle.tgt_tok, bundle.train_rows)

@@ -20,6 +20,7 @@ from nmt.data.corpus import (Corpus, CorpusError, Fingerprinted, HubCorpus, Stre
                              ToyCorpus)
 from nmt.data.pipeline import DataBundle, make_batches, prepare_data
 from nmt.data.tokenizer import SubwordTokenizer
+from nmt.runs.config import RunConfig
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "data"
 SPLITS = {"train": "train", "valid": "valid", "test": "test"}
@@ -48,6 +49,55 @@ def test_prepare_data_adds_ids_and_filters_only_train(small_text_dir, tmp_path, 
     assert row["src_ids"] == data.src_tok.encode([row["src"]])[0]
     assert row["tgt_ids"] == data.tgt_tok.encode([row["tgt"]])[0]
     assert isinstance(data.src_tok, SubwordTokenizer) and data.src_tok is data.tgt_tok
+
+
+def test_train_max_tgt_len_drops_long_targets_from_train_only_on_the_same_cache(small_text_dir, tmp_path, caplog,
+                                                                                 monkeypatch):
+    """data.train_max_tgt_len: train pairs whose target has more pieces are dropped, counted against the train
+    file's own lines encoded here; valid/test keep their long targets; the filter indexes the cached ids, so a
+    second value reuses the same caches (no stale cache can hold the other filter's rows)."""
+    cache = tmp_path / "cache"
+    whole = prepare_small(small_text_dir, cache, max_len=1000)
+    lines = (small_text_dir / "train.en").read_text(encoding="utf-8").splitlines()
+    lengths = np.array([len(ids) for ids in whole.tgt_tok.encode(lines)])  # (300,) target pieces, by hand
+    limit = int(np.median(lengths))
+    caches = sorted(p.name for p in (cache / "ids").iterdir())
+    monkeypatch.setattr(SubwordTokenizer, "encode", lambda *a, **k: pytest.fail("encoded again: a new cache key"))
+    with caplog.at_level(logging.INFO, logger="nmt.data.pipeline"):
+        short = prepare_data(TextDirCorpus(str(small_text_dir), "de", "en"), SPLITS, TOKENIZER, 1000, str(cache),
+                             train_max_tgt_len=limit)
+    kept = int((lengths <= limit).sum())
+    assert whole.dropped["train"] == 0 and 0 < kept < 300
+    assert len(short.train) == kept and short.dropped == {"train": 300 - kept, "valid": 0, "test": 0}
+    assert short.train_rows.tolist() == np.flatnonzero(lengths <= limit).tolist()
+    assert max(len(t) for t in short.train["tgt_ids"]) <= limit
+    assert len(short.valid) == len(short.test) == 50 and max(len(t) for t in short.valid["tgt_ids"]) > limit
+    assert f"dropped {300 - kept} of 300 training pairs longer than max_len=1000 or with targets longer than " \
+           f"train_max_tgt_len={limit}" in caplog.text
+    assert sorted(p.name for p in (cache / "ids").iterdir()) == caches
+
+
+@pytest.mark.parametrize("bad", [0, -3, 2.5, "ten", True])
+def test_a_bad_train_max_tgt_len_is_refused_before_any_file(bad, tmp_path):
+    with pytest.raises(ValueError, match=r"train_max_tgt_len must be null \(keep every target\) or an integer >= 1"):
+        prepare_data(ToyCorpus("copy", 10, 5, 1, 3, 0), SPLITS, TOY_TOKENIZER, 50, str(tmp_path / "cache"),
+                     train_max_tgt_len=bad)
+    assert not (tmp_path / "cache").exists()
+    cfg = compose_cfg(["data=toy", "trainer=cpu", f"data.train_max_tgt_len={bad}"])
+    with pytest.raises(ValueError, match="data.train_max_tgt_len must be null"):
+        RunConfig(OmegaConf.to_container(cfg, resolve=True)).data  # what nmt-train reads first
+
+
+def test_the_training_session_applies_train_max_tgt_len(tmp_path):
+    """nmt-train's data loading (nmt.training.session.load_data) passes data.train_max_tgt_len on: toy words are
+    two pieces each, 3..12 words, so a 7-piece limit keeps exactly the 3-word targets."""
+    from nmt.training.session import load_data
+    cfg = compose_cfg(["data=toy", "trainer=cpu", "data.corpus.size=200", "data.corpus.eval_size=20",
+                       f"data.cache_dir={tmp_path}", "data.train_max_tgt_len=7"])
+    data = load_data(RunConfig(OmegaConf.to_container(cfg, resolve=True)).data, supervised=False)
+    words = [len(t.split()) for t in instantiate(cfg.data.corpus).load("train")["tgt"]]
+    assert data.dropped["train"] == sum(n > 3 for n in words) and len(data.train) == words.count(3) > 0
+    assert len(data.valid) == 20
 
 
 def test_second_run_reuses_tokenizers_and_arrow_cache(small_text_dir, tmp_path, monkeypatch):
