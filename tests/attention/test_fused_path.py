@@ -119,13 +119,14 @@ def sdpa_masks(monkeypatch):
     return calls
 
 
-# position -> the call of a causal teacher-forced pass without padding, then of a padded global one; None: no call
+# position -> the call of a causal teacher-forced pass without padding, of a padded global one and of an unpadded
+# global one; None: no call
 POSITION_PATHS = {
-    "none": [(None, True), ("bool", False)],
-    "rotary": [(None, True), ("bool", False)],  # q and k rotated before the kernel: is_causal survives
-    "t5": [("float", False), ("float", False)],  # the bias is the attn_mask, -inf where masked
-    "alibi": [("float", False), ("float", False)],
-    "shaw": [None, None],  # a^V is not in the kernel: the explicit path always
+    "none": [(None, True), ("bool", False), (None, False)],
+    "rotary": [(None, True), ("bool", False), (None, False)],  # q and k rotated before the kernel: is_causal survives
+    "t5": [("float", False)] * 3,  # the bias is the attn_mask, -inf where masked
+    "alibi": [("float", False)] * 3,
+    "shaw": [None] * 3,  # a^V is not in the kernel: the explicit path always
 }
 
 
@@ -133,7 +134,7 @@ POSITION_PATHS = {
 @pytest.mark.parametrize("position", POSITION_PATHS)
 def test_each_position_method_takes_its_path_and_both_paths_agree(position, num_kv_heads, sdpa_masks):
     mask = torch.tensor([[True] * 6, [True] * 4 + [False] * 2])[:, None, :]  # (B, 1, Tk)
-    for (window, m), expected in zip((("causal", None), ("global", mask)), POSITION_PATHS[position]):
+    for (window, m), expected in zip((("causal", None), ("global", mask), ("global", None)), POSITION_PATHS[position]):
         torch.manual_seed(0)
         att = MultiHeadAttention(8, 8, 2, 0.0, window, 0, "scaled_dot", position=position, num_buckets=8,
                                  max_distance=16, num_kv_heads=num_kv_heads).eval()

@@ -50,11 +50,11 @@ def test_shaw_clips_the_distance_j_minus_i_to_k():
 @pytest.mark.parametrize("bidirectional, cases", [
     # j - i -> bucket, T5's defaults (32 buckets, max_distance 128). Bidirectional: 16 buckets per side, 8 exact
     # (distances 0..7), then 8 + floor(log(n / 8) / log(128 / 8) * 8): n = 20 -> 8 + floor(2.64) = 10; n >= 128
-    # -> 15; keys after the query (j > i) add 16.
-    (True, {0: 0, -1: 1, -7: 7, -8: 8, -20: 10, -200: 15, 1: 17, 3: 19, 200: 31}),
+    # -> 15; n = 40 -> 8 + floor(4.64) = 12; keys after the query (j > i) add 16.
+    (True, {0: 0, -1: 1, -7: 7, -8: 8, -20: 10, -40: 12, -200: 15, 1: 17, 3: 19, 40: 28, 200: 31}),
     # Causal: 32 buckets for keys at or before the query, 16 exact, n = 20 -> 16 + floor(log(20 / 16) / log(8)
-    # * 16) = 17, n = 100 -> 30, n = 127 -> 31; keys after the query -> 0.
-    (False, {0: 0, 3: 0, -3: 3, -15: 15, -16: 16, -20: 17, -100: 30, -127: 31, -200: 31}),
+    # * 16) = 17, n = 50 -> 16 + floor(8.77) = 24, n = 100 -> 30, n = 127 -> 31; keys after the query -> 0.
+    (False, {0: 0, 3: 0, -3: 3, -15: 15, -16: 16, -20: 17, -50: 24, -100: 30, -127: 31, -200: 31}),
 ])
 def test_t5_buckets_are_the_papers(bidirectional, cases):
     rel = torch.tensor(list(cases))
