@@ -23,6 +23,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from nmt.common import pick_device
@@ -51,6 +52,7 @@ class ExportJob:
 
 # (side, slot, windows CTranslate2 runs there): the decoder adds its causal mask to its self-attention itself,
 # so global and causal are the same there; CTranslate2 has no sliding window and no causal encoder or cross-attention
+MHA, AAN = "nmt.attention.MultiHeadAttention", "nmt.attention.AverageAttention"
 SLOTS = (("encoder", "self_attention", ("global",)), ("decoder", "self_attention", ("causal", "global")),
          ("decoder", "cross_attention", ("global",)))
 
@@ -73,20 +75,73 @@ def exportable_problems(model: dict) -> list[str]:
            for side in ("encoder", "decoder") if not model[side]["pre_norm"]]
     for side, slot, windows in SLOTS:
         a, key = model[side][slot], f"model.{side}.{slot}"
-        if a["_target_"] != "nmt.attention.MultiHeadAttention":
-            why.append(f"{key}._target_={a['_target_']} (CTranslate2 runs nmt.attention.MultiHeadAttention)")
+        if a["_target_"] == AAN:
+            why.append(f"{key}._target_={AAN} (the average attention network: CTranslate2's decoder has none)")
+        elif a["_target_"] != MHA:
+            why.append(f"{key}._target_={a['_target_']} (CTranslate2 runs {MHA})")
+        else:
+            why += slot_problems(a, key, windows)
+    return why + head_problems(model) + position_problems(model)
+
+
+def slot_problems(a: dict, key: str, windows: tuple[str, ...]) -> list[str]:
+    """A multi-head slot's score, window and normaliser CTranslate2 would compute differently."""
+    why = []
+    if a["score"] != "scaled_dot":
+        why.append(f"{key}.score={a['score']} (CTranslate2 runs scaled_dot only)")
+    if a["window"] not in windows:
+        why.append(f"{key}.window={a['window']} (CTranslate2 runs window={' or '.join(windows)} there)")
+    if a.get("normaliser", "softmax") != "softmax":  # runs saved before the key existed have none: softmax
+        why.append(f"{key}.normaliser={a['normaliser']} (CTranslate2 runs softmax only)")
+    return why
+
+
+def head_problems(model: dict) -> list[str]:
+    """The decoder's head counts CTranslate2 cannot take: its decoder has one num_heads and one num_heads_kv for
+    its self- and cross-attention (the encoder's may differ from the decoder's)."""
+    dec = model["decoder"]
+    if any(dec[s]["_target_"] != MHA for s in ("self_attention", "cross_attention")):
+        return []  # refused by its _target_
+    self_a, cross_a = dec["self_attention"], dec["cross_attention"]
+    why = []
+    if self_a["num_heads"] != cross_a["num_heads"]:
+        why.append(f"model.decoder.cross_attention.num_heads={cross_a['num_heads']} differs from "
+                   f"model.decoder.self_attention.num_heads={self_a['num_heads']} (CTranslate2's decoder has one "
+                   "head count; the encoder's may differ)")
+    kv = [a.get("num_kv_heads") or a["num_heads"] for a in (self_a, cross_a)]  # null, or absent in older runs
+    if kv[0] != kv[1]:
+        why.append(f"model.decoder.cross_attention.num_kv_heads={kv[1]} differs from "
+                   f"model.decoder.self_attention.num_kv_heads={kv[0]} (CTranslate2's decoder has one key/value "
+                   "head count, num_heads_kv, for both; the encoder's may differ: +model/heads=gqa sets all three)")
+    return why
+
+
+def position_problems(model: dict) -> list[str]:
+    """The self-attention position methods CTranslate2 would compute differently, one phrase each (cross slots
+    have none: build_model refuses it). Exported as CTranslate2 defines them: shaw (relative_position: the
+    same clip(j - i, k) rows on keys and values), t5 (relative_attention_bias: the same buckets, bidirectional
+    in the encoder and causal in the decoder, one table per stack), rotary (rotary_dim=0, interleaved pairs,
+    rotary_base) and alibi (decoder only: -m_h (i - j) with the same slopes, unscaled)."""
+    why = []
+    for side in ("encoder", "decoder"):
+        a = model[side]["self_attention"]
+        if a["_target_"] != MHA:  # refused above, by its _target_
             continue
-        if a["score"] != "scaled_dot":
-            why.append(f"{key}.score={a['score']} (CTranslate2 runs scaled_dot only)")
-        if a["window"] not in windows:
-            why.append(f"{key}.window={a['window']} (CTranslate2 runs window={' or '.join(windows)} there)")
-        if a.get("normaliser", "softmax") != "softmax":  # runs saved before the key existed have none: softmax
-            why.append(f"{key}.normaliser={a['normaliser']} (CTranslate2 runs softmax only)")
-    self_heads, cross_heads = (model["decoder"][s]["num_heads"] for s in ("self_attention", "cross_attention"))
-    if self_heads != cross_heads:  # CTranslate2's decoder has one head count for both of its attentions
-        why.append(f"model.decoder.cross_attention.num_heads={cross_heads} differs from "
-                   f"model.decoder.self_attention.num_heads={self_heads} (CTranslate2's decoder has one head "
-                   "count; the encoder's may differ)")
+        method = a.get("position", "none")  # runs saved before position methods existed have none
+        key = f"model.{side}.self_attention"
+        if method != "none" and model[side]["positions"] != "none":
+            why.append(f"model.{side}.positions={model[side]['positions']} with {key}.position={method} "
+                       "(CTranslate2 adds no input positions to a stack whose attention carries them: set "
+                       f"model.{side}.positions=none, as +model/position={method} does)")
+        if method == "alibi" and side == "encoder":
+            why.append(f"{key}.position=alibi (CTranslate2's encoder has no ALiBi, only its decoder: give the "
+                       "encoder positions=sinusoidal or another method)")
+        if method == "t5" and side == "decoder" and a["window"] != "causal":
+            why.append(f"{key}.position=t5 with window={a['window']} (nmt's T5 buckets are then bidirectional, "
+                       "CTranslate2's decoder buckets are causal: set window=causal)")
+        if method == "t5" and not a["share_position_bias"] and model[side]["num_layers"] > 1:
+            why.append(f"{key}.share_position_bias=false (CTranslate2 computes a stack's T5 bias once, from its "
+                       "first layer's table: set share_position_bias=true, as T5 does)")
     return why
 
 
@@ -101,11 +156,13 @@ def build_spec(trained):
     from ctranslate2.specs import transformer_spec
     m, cfg = trained.model, trained.config.model
     enc, dec = m.encoder, m.decoder
-    enc_heads, dec_heads = cfg["encoder"]["self_attention"]["num_heads"], cfg["decoder"]["self_attention"]["num_heads"]
+    enc_att, dec_att = enc.layers[0].self_attention, dec.layers[0].self_attention
     spec = transformer_spec.TransformerSpec(  # check_exportable: the decoder's cross-attention has dec_heads too
-        transformer_spec.TransformerEncoderSpec(len(enc.layers), enc_heads, pre_norm=True),
-        transformer_spec.TransformerDecoderSpec(len(dec.layers), dec_heads, pre_norm=True, alignment_layer=-1,
-                                                alignment_heads=dec_heads))  # return_attention: heads averaged
+        transformer_spec.TransformerEncoderSpec(len(enc.layers), enc_att.num_heads, pre_norm=True,
+                                                **attention_options(enc_att, cfg["encoder"]["self_attention"])),
+        transformer_spec.TransformerDecoderSpec(len(dec.layers), dec_att.num_heads, pre_norm=True, alignment_layer=-1,
+                                                alignment_heads=dec_att.num_heads,  # return_attention: heads averaged
+                                                **attention_options(dec_att, cfg["decoder"]["self_attention"])))
     copy_embeddings(spec.encoder, enc)
     copy_embeddings(spec.decoder, dec)
     for layer_spec, layer in zip(spec.encoder.layer, enc.layers):
@@ -124,12 +181,34 @@ def build_spec(trained):
     return spec
 
 
+def attention_options(att, node: dict) -> dict:
+    """A stack's self-attention (`att`: its first layer's MultiHeadAttention, `node`: the slot's config; every
+    layer has the same settings) as keyword arguments of CTranslate2's TransformerEncoderSpec /
+    TransformerDecoderSpec: its position method and its key/value head count (None: one per query head)."""
+    kind = att.position.kind
+    options = {"num_heads_kv": None if att.num_kv_heads == att.num_heads else att.num_kv_heads}
+    if kind == "shaw":
+        options["relative_position"] = True  # the tables are copied per layer (copy_self_attention)
+    elif kind == "t5":
+        options["relative_attention_bias"] = True
+    elif kind == "rotary":  # rotary_dim 0: the whole head; interleaved pairs (x_2i, x_2i+1), as nmt's Rotary
+        options.update(rotary_dim=0, rotary_interleave=True, rotary_base=float(node["rotary_base"]))
+    elif kind == "alibi":  # -m_h (Tk - 1 - j): -m_h (i - j) up to a constant per row, which the softmax drops
+        options.update(alibi=True, alibi_use_positive_positions=False, scale_alibi=False)
+    return options
+
+
 def copy_embeddings(side_spec, part) -> None:
     embeddings = side_spec.embeddings[0] if isinstance(side_spec.embeddings, list) else side_spec.embeddings
     embeddings.weight = part.embed.weight.detach().numpy()
     side_spec.scale_embeddings = True  # nmt multiplies by sqrt(d_model) (Embeddings(scale=True))
-    learned, d = part.positions.kind == "learned", part.embed.weight.size(1)
-    table = part.positions.table.weight.detach() if learned else sinusoid_table(d, MAX_POSITIONS)  # (rows, d)
+    if not hasattr(side_spec, "position_encodings"):  # the attention carries the positions (shaw, t5, alibi)
+        return
+    kind, d = part.positions.kind, part.embed.weight.size(1)
+    if kind == "learned":
+        table = part.positions.table.weight.detach()  # (max_positions, d)
+    else:  # none: zeros, else CTranslate2 would add its own sinusoids
+        table = sinusoid_table(d, MAX_POSITIONS) if kind == "sinusoidal" else torch.zeros(MAX_POSITIONS, d)
     side_spec.position_encodings.encodings = table.numpy()
 
 
@@ -145,8 +224,15 @@ def copy_linear(linear_spec, *linears) -> None:
 
 def copy_self_attention(att_spec, att, norm) -> None:
     copy_norm(att_spec.layer_norm, norm)
-    copy_linear(att_spec.linear[0], att.q_proj, att.k_proj, att.v_proj)
+    copy_linear(att_spec.linear[0], att.q_proj, att.k_proj, att.v_proj)  # q (H dh), k and v (Hkv dh) rows each
     copy_linear(att_spec.linear[1], att.out_proj)
+    position = att.position
+    if position.kind == "shaw":  # (2k + 1, dh) each: CTranslate2 reads k from the row count
+        att_spec.relative_position_keys = position.relative_position_keys.detach().numpy()
+        att_spec.relative_position_values = position.relative_position_values.detach().numpy()
+    elif position.kind == "t5":  # (num_buckets, H); every layer gets the stack's one table (share_position_bias)
+        att_spec.relative_attention_bias = position.relative_attention_bias.weight.detach().numpy()
+        att_spec.relative_attention_max_distance = np.int32(position.max_distance)
 
 
 def copy_cross_attention(att_spec, att, norm) -> None:
