@@ -85,7 +85,8 @@ def columns(trials: list[Trial]) -> tuple[list[str], list[str]]:
     for trial in trials:
         for key, value in map(split, trial.overrides):
             values.setdefault(key, set()).add(value)
-    varying = [k for k, v in values.items() if len(v) > 1 or any(k not in dict(map(split, t.overrides)) for t in trials)]
+    everywhere = [k for k in values if all(k in dict(map(split, t.overrides)) for t in trials)]
+    varying = [k for k, v in values.items() if len(v) > 1 or k not in everywhere]
     shared = [o for o in trials[0].overrides if split(o)[0] not in varying]
     return varying, shared
 

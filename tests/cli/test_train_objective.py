@@ -30,7 +30,8 @@ def test_each_job_returns_its_validation_bleu(tmp_path, monkeypatch):
     assert RETURNED == [37.25, 37.25] and all(type(v) is float for v in RETURNED)
 
 
-@pytest.mark.parametrize("metrics,want", [({}, 0.0), ({"stopped": "interrupted by SIGTERM", "valid": {"bleu": 21}}, 21.0)])
+@pytest.mark.parametrize("metrics,want", [({}, 0.0),
+                                          ({"stopped": "interrupted by SIGTERM", "valid": {"bleu": 21}}, 21.0)])
 def test_a_rank_without_metrics_and_a_stopped_run(metrics, want):
     """A torchrun rank > 0 returns {} (rank 0 evaluates); a run a signal stopped, its greedy best."""
     assert cli.objective(metrics) == want and type(cli.objective(metrics)) is float
