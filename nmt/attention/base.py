@@ -167,10 +167,15 @@ class GeneralScore(nn.Module):
         return self.W_a(query) @ keys.transpose(-1, -2)  # (..., Tq, Dk) @ (..., Dk, Tk)
 
 
-def _mlp_score(q_part: Tensor, k_part: Tensor, v: nn.Linear) -> Tensor:
-    """v^T tanh(q_part + k_part): q_part (..., Tq, A), k_part (..., Tk, A) -> (..., Tq, Tk)."""
-    hidden = torch.tanh(q_part.unsqueeze(-2) + k_part.unsqueeze(-3))  # (..., Tq, Tk, A)
-    return v(hidden).squeeze(-1)  # (..., Tq, Tk)
+def _mlp_score(q_part: Tensor, k_part: Tensor, v: nn.Linear, extra: Tensor | None = None) -> Tensor:
+    """v^T tanh(q_part + k_part [+ extra]): q_part (..., Tq, A), k_part (..., Tk, A) -> (..., Tq, Tk).
+
+    extra: None, or a further term (..., Tq, Tk, A) inside the tanh: coverage's V C_{t-1,j} (nmt.attention.coverage).
+    """
+    hidden = q_part.unsqueeze(-2) + k_part.unsqueeze(-3)  # (..., Tq, Tk, A)
+    if extra is not None:
+        hidden = hidden + extra  # (..., Tq, Tk, A)
+    return v(torch.tanh(hidden)).squeeze(-1)  # (..., Tq, Tk)
 
 
 class ConcatScore(nn.Module):
@@ -189,11 +194,11 @@ class ConcatScore(nn.Module):
         self.W_a = nn.Linear(query_dim + key_dim, key_dim, bias=False)
         self.v_a = nn.Linear(key_dim, 1, bias=False)
 
-    def forward(self, query: Tensor, keys: Tensor) -> Tensor:
-        """query (..., Tq, Dq), keys (..., Tk, Dk) -> (..., Tq, Tk)."""
+    def forward(self, query: Tensor, keys: Tensor, extra: Tensor | None = None) -> Tensor:
+        """query (..., Tq, Dq), keys (..., Tk, Dk), extra (..., Tq, Tk, A) | None (coverage) -> (..., Tq, Tk)."""
         w_q = self.W_a.weight[:, : self.query_dim]  # (A, Dq)
         w_k = self.W_a.weight[:, self.query_dim:]  # (A, Dk)
-        return _mlp_score(F.linear(query, w_q), F.linear(keys, w_k), self.v_a)
+        return _mlp_score(F.linear(query, w_q), F.linear(keys, w_k), self.v_a, extra)
 
 
 class AdditiveScore(nn.Module):
@@ -210,9 +215,9 @@ class AdditiveScore(nn.Module):
         self.U_a = nn.Linear(key_dim, key_dim, bias=False)
         self.v_a = nn.Linear(key_dim, 1, bias=False)
 
-    def forward(self, query: Tensor, keys: Tensor) -> Tensor:
-        """query (..., Tq, Dq), keys (..., Tk, Dk) -> (..., Tq, Tk)."""
-        return _mlp_score(self.W_a(query), self.U_a(keys), self.v_a)
+    def forward(self, query: Tensor, keys: Tensor, extra: Tensor | None = None) -> Tensor:
+        """query (..., Tq, Dq), keys (..., Tk, Dk), extra (..., Tq, Tk, A) | None (coverage) -> (..., Tq, Tk)."""
+        return _mlp_score(self.W_a(query), self.U_a(keys), self.v_a, extra)
 
 
 class LocationScore(nn.Module):

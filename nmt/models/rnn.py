@@ -149,8 +149,12 @@ class RNNDecoder(nn.Module):
         h = state["h"].transpose(0, 1).contiguous()  # (L, B, H)
         return (h, state["c"].transpose(0, 1).contiguous()) if self.cell == "lstm" else h  # c (L, B, H)
 
-    def _store(self, state: State, hx, steps: int) -> State:
+    def _store(self, state: State, hx, steps: int, attn_state: Tensor | None) -> State:
+        """The state after `steps` more target positions; attn_state: the attention's own state after them
+        (coverage C_t (B, S), kept under "attn_state" so beam search reorders it like h and c), None: stateless."""
         new = dict(state)
+        if attn_state is not None:
+            new["attn_state"] = attn_state
         h, c = hx if self.cell == "lstm" else (hx, None)
         new["h"] = h.transpose(0, 1)  # (B, L, H)
         if c is not None:
@@ -158,10 +162,12 @@ class RNNDecoder(nn.Module):
         new["pos"] = state["pos"] + steps
         return new
 
-    def _attend(self, query: Tensor, enc: EncoderOutput, positions: Tensor, need_weights: bool):
-        """query (B, Tq, H), positions (B, Tq) -> AttentionOutput (context (B, Tq, Dk))."""
+    def _attend(self, query: Tensor, enc: EncoderOutput, positions: Tensor, need_weights: bool,
+                attn_state: Tensor | None):
+        """query (B, Tq, H), positions (B, Tq), attn_state the attention's state (None: first step or stateless)
+        -> AttentionOutput (context (B, Tq, Dk), .state the attention's next state)."""
         return self.attention(query, enc.memory, enc.memory, enc.mask[:, None, :],
-                              query_positions=positions, need_weights=need_weights)
+                              query_positions=positions, state=attn_state, need_weights=need_weights)
 
     def forward(self, tgt_in: Tensor, enc: EncoderOutput, state: State,
                 need_weights: NeedWeights = False, copy_inputs: bool = False) -> DecoderOutput:
@@ -176,11 +182,12 @@ class RNNDecoder(nn.Module):
             return self._luong_parallel(emb, enc, state, positions, need_weights, copy_inputs)
         step = self._luong_step if self.flow == "luong" else self._bahdanau_step
         hx, outs, weights, centres, copy = self._hx(state), [], [], [], []
-        feed = state.get("feed")
+        feed, attn_state = state.get("feed"), state.get("attn_state")  # attn_state: absent before the first step
         for t in range(T):
             before = hx
-            o, hx, att = step(emb[:, t: t + 1], enc, hx, feed, positions[:, t: t + 1], need_weights or copy_inputs)
-            feed = o[:, 0]
+            o, hx, att = step(emb[:, t: t + 1], enc, hx, feed, positions[:, t: t + 1], need_weights or copy_inputs,
+                              attn_state)
+            feed, attn_state = o[:, 0], att.state
             outs.append(o)
             if need_weights:  # training never pays for collecting maps
                 weights.append(att.weights)
@@ -188,7 +195,7 @@ class RNNDecoder(nn.Module):
                     centres.append(att.centres)
             if copy_inputs:  # s_t = the query: Bahdanau s_{t-1} (before the step), Luong h_t (after it)
                 copy.append((att.context, self._top(before if self.flow == "bahdanau" else hx), att.weights))
-        new = self._store(state, hx, T)
+        new = self._store(state, hx, T, attn_state)
         if self.input_feeding:
             new["feed"] = feed
         out = _output(self.dropout(torch.cat(outs, 1)), new, weights, centres)  # T x (B, 1, H) -> (B, T, H)
@@ -202,25 +209,26 @@ class RNNDecoder(nn.Module):
     def _luong_parallel(self, emb, enc, state, positions, need_weights, copy_inputs) -> DecoderOutput:
         """No input feeding: the whole target sequence goes through cuDNN in one call."""
         h_seq, hx = run_fp32(self.rnn, emb, self._hx(state))  # (B, T, H) float32
-        att = self._attend(h_seq, enc, positions, need_weights or copy_inputs)
+        # a stateful attention (coverage) takes the T queries as T successive steps (GlobalAttention.covered)
+        att = self._attend(h_seq, enc, positions, need_weights or copy_inputs, state.get("attn_state"))
         out = torch.tanh(self.combine(torch.cat([att.context, h_seq], dim=-1)))  # (B, T, H)
         weights = [att.weights] if need_weights else []
         cen = [att.centres] if need_weights and att.centres is not None else []
-        result = _output(self.dropout(out), self._store(state, hx, emb.size(1)), weights, cen)
+        result = _output(self.dropout(out), self._store(state, hx, emb.size(1), att.state), weights, cen)
         result.copy = _copy_inputs([(att.context, h_seq, att.weights)], emb) if copy_inputs else None
         return result
 
-    def _luong_step(self, emb_t, enc, hx, feed, pos, need_weights):
+    def _luong_step(self, emb_t, enc, hx, feed, pos, need_weights, attn_state):
         """emb_t (B, 1, E), feed (B, H) h~_{t-1} -> h~_t (B, 1, H)."""
         x = torch.cat([emb_t, feed[:, None]], dim=-1) if self.input_feeding else emb_t  # (B, 1, E [+ H])
         h_t, hx = run_fp32(self.rnn, x, hx)  # (B, 1, H) float32
-        att = self._attend(h_t, enc, pos, need_weights)
+        att = self._attend(h_t, enc, pos, need_weights, attn_state)
         return torch.tanh(self.combine(torch.cat([att.context, h_t], dim=-1))), hx, att
 
-    def _bahdanau_step(self, emb_t, enc, hx, feed, pos, need_weights):
+    def _bahdanau_step(self, emb_t, enc, hx, feed, pos, need_weights, attn_state):
         """Attend with s_{t-1}, then the RNN consumes [y_{t-1}; c_t]; maxout readout -> (B, 1, H)."""
         s_prev = (hx[0] if self.cell == "lstm" else hx)[-1][:, None]  # (B, 1, H) top layer
-        att = self._attend(s_prev, enc, pos, need_weights)
+        att = self._attend(s_prev, enc, pos, need_weights, attn_state)
         _, hx = run_fp32(self.rnn, torch.cat([emb_t, att.context], dim=-1), hx)  # input (B, 1, E + Dk)
         t = self.readout(torch.cat([s_prev, emb_t, att.context], dim=-1))  # (B, 1, 2H)
         return t.view(*t.shape[:-1], self.hidden_size, 2).amax(-1), hx, att  # (B, 1, H, 2) -> (B, 1, H)
