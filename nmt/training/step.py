@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from nmt.attention.slot import Slot
 from nmt.common import HostLengths
 from nmt.data.batching import Batch
 from nmt.training.align_loss import AlignSpec, supervised_sum
@@ -25,6 +26,37 @@ SOURCE_BUCKET = 8
 RECOMPILE_LIMIT = 32  # per code object; dynamo's default of 8 would fall back to eager after 8 buckets
 
 
+@dataclass(frozen=True)
+class CoverageSpec:
+    """See et al.'s coverage loss of one model, resolved (coverage_spec): trainer.coverage_loss and the slot whose
+    maps it reads."""
+    slot: Slot
+    weight: float
+
+
+def coverage_spec(weight: float, model: nn.Module) -> CoverageSpec | None:
+    """trainer.coverage_loss on `model` (a Seq2Seq): the decoder's last cross slot (an RNN decoder's one `cross`,
+    a Transformer's dec.<L-1>.cross), or None when the weight is 0 (off). The loss reads that slot's weights,
+    not an attention state, so it works with every attention type, coverage in the score or not."""
+    if weight == 0:
+        return None
+    cross = sorted((Slot(s) for s in model.attention_modules() if Slot(s).is_cross), key=lambda s: s.depth)
+    if not cross:
+        raise ValueError(f"trainer.coverage_loss={weight} reads decoder->encoder attention, which this model has "
+                         "none of: set trainer.coverage_loss=0")
+    return CoverageSpec(cross[-1], weight)
+
+
+def coverage_loss_sum(weights: Tensor, tgt_out: Tensor, pad_id: int) -> Tensor:
+    """See et al. 2017, Eq. 12-13: sum over the target rows t of sum_j min(a_tj, c_tj), c_t = sum_{t'<t} a_t' the
+    coverage before step t (c_1 = 0); padding rows (tgt_out == pad_id) add nothing. weights (B, H, T, S), a slot's
+    maps; several heads: the mean of the heads' losses. -> () float32 sum (normalised by the caller)."""
+    weights = weights.float()  # (B, H, T, S)
+    before = weights.cumsum(2) - weights  # (B, H, T, S) c_t = sum_{t'<t} a_t'
+    rows = torch.minimum(weights, before).sum(-1).mean(1)  # (B, T)
+    return rows.masked_fill(tgt_out == pad_id, 0.0).sum()
+
+
 @dataclass
 class StepParts:
     """What a training step needs. `net` runs forward/backward (the model, or its DDP / compiled
@@ -40,24 +72,30 @@ class StepParts:
     world: int              # DDP ranks (1 = single process)
     compiled: bool = False  # net is a CompiledNet: batches are bucketed and marked dynamic (compile_batch)
     align: AlignSpec | None = None  # trainer.align_loss (nmt.training.align_loss.align_spec); None = off
+    coverage: CoverageSpec | None = None  # trainer.coverage_loss (coverage_spec); None = off
 
 
-def micro_loss(parts: StepParts, b: Batch) -> tuple[Tensor, Tensor, tuple[Tensor, Tensor] | None]:
-    """Forward one micro-batch -> (label-smoothed loss sum, NLL sum, alignment sums or None when off).
+def micro_loss(parts: StepParts, b: Batch) -> tuple[Tensor, Tensor, tuple[Tensor, Tensor] | None, Tensor | None]:
+    """Forward one micro-batch -> (label-smoothed loss sum, NLL sum, alignment sums or None when off, coverage loss
+    sum or None when off).
 
     With supervision on (parts.align) the forward also returns the attention maps (need_weights) and the
     sums run over the batch's linked rows (nmt.training.align_loss.supervised_sum on Batch.align: the
-    objective's weighted sum and the logged one)."""
-    supervised = parts.align is not None
-    maps = frozenset({parts.align.slot}) if supervised else False  # the supervised slot only: the others stay fused
+    objective's weighted sum and the logged one). With the coverage loss on (parts.coverage) the maps of its slot
+    are returned too and coverage_loss_sum runs over the batch's target tokens."""
+    supervised, covered = parts.align is not None, parts.coverage is not None
+    slots = {parts.align.slot} if supervised else set()
+    slots |= {parts.coverage.slot} if covered else set()
+    maps = frozenset(slots) if slots else False  # the slots the losses read only: the others stay fused
     out, _ = parts.net(b.src, b.src_lengths, b.tgt_in, need_weights=maps, host_lengths=b.host)
     loss, nll = label_smoothed_loss(out.logits, b.tgt_out, parts.pad_id, parts.label_smoothing)
+    cov = coverage_loss_sum(out.attention[parts.coverage.slot], b.tgt_out, parts.pad_id) if covered else None
     if not supervised:
-        return loss, nll, None
+        return loss, nll, None, cov
     if b.align is None:
         raise ValueError("trainer.align_loss is on (weight or centre_weight > 0) but the batch carries no alignment: "
                          "set data.alignment to the Pharaoh file of the training split")
-    return loss, nll, supervised_sum(parts.align, out.attention, out.centres, b.align)
+    return loss, nll, supervised_sum(parts.align, out.attention, out.centres, b.align), cov
 
 
 def train_step(parts: StepParts, micro: list[Batch], total: int, align_total: int = 0) -> dict[str, Tensor | bool]:
@@ -76,10 +114,14 @@ def train_step(parts: StepParts, micro: list[Batch], total: int, align_total: in
     centre_sum) / align_total, align_total the linked target rows of the global batch (Batch.n_align_rows,
     summed on the host like `total`), and the result carries this rank's `align_sum` (align_sum +
     centre_weight * centre_sum: before λ).
+
+    With the coverage loss (parts.coverage) the loss gains coverage.weight * coverage_sum / total (See et al.
+    2017, Eq. 13: per target token, like the translation loss), and the result carries this rank's
+    `coverage_sum` (before the weight).
     """
     scale = parts.world / total
     align_scale = parts.world / max(align_total, 1)  # no linked row: the sum is 0 anyway
-    align_sum = torch.zeros((), device=parts.device)
+    align_sum = coverage_sum = torch.zeros((), device=parts.device)
     loss_sum = nll_sum = torch.zeros((), device=parts.device)
     for i, b in enumerate(micro):
         b = b.to(parts.device, non_blocking=True)
@@ -88,11 +130,14 @@ def train_step(parts: StepParts, micro: list[Batch], total: int, align_total: in
         sync = parts.world == 1 or i == len(micro) - 1  # all-reduce once per step
         with torch.autocast(parts.device.type, dtype=torch.bfloat16, enabled=parts.amp), \
                 (contextlib.nullcontext() if sync else parts.net.no_sync()):
-            loss, nll, align = micro_loss(parts, b)
+            loss, nll, align, cov = micro_loss(parts, b)
             objective = loss * scale
             if align is not None:
                 objective = objective + align_scale * align[0]  # (λ align + centre_weight centre) / linked rows
                 align_sum = align_sum + align[1].detach()
+            if cov is not None:
+                objective = objective + scale * parts.coverage.weight * cov  # λ covloss / target tokens
+                coverage_sum = coverage_sum + cov.detach()
             objective.backward()
         loss_sum, nll_sum = loss_sum + loss.detach(), nll_sum + nll.detach()
     norm = torch.nn.utils.clip_grad_norm_(parts.model.parameters(), parts.clip_grad_norm)
@@ -104,6 +149,8 @@ def train_step(parts: StepParts, micro: list[Batch], total: int, align_total: in
         parts.optimizer.step()
     parts.optimizer.zero_grad(set_to_none=True)
     out = {"loss_sum": loss_sum, "nll_sum": nll_sum, "grad_norm": norm, "applied": applied}
+    if parts.coverage is not None:
+        out["coverage_sum"] = coverage_sum
     return out if parts.align is None else {**out, "align_sum": align_sum}
 
 

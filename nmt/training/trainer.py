@@ -26,7 +26,7 @@ from nmt.training.align_loss import AlignLossSettings, align_spec
 from nmt.training.distributed import Decision, DistInfo
 from nmt.training.loss import label_smoothed_loss, perplexity
 from nmt.training.optim import OptimSettings, Scheduler, build_optimizer
-from nmt.training.step import CompiledNet, StepParts, train_step
+from nmt.training.step import CompiledNet, StepParts, coverage_spec, train_step
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +55,7 @@ class TrainSettings:
     compile: bool
     prefetch: int
     align_loss: AlignLossSettings
+    coverage_loss: float   # See et al. 2017's coverage loss weight (0 = off): nmt.training.step.coverage_loss_sum
 
     def __post_init__(self):
         if isinstance(self.align_loss, dict):  # TrainSettings(**a plain trainer node)
@@ -69,6 +70,8 @@ class TrainSettings:
                                  f"got {getattr(self, key)}")
         if self.max_time_s <= 0:
             raise ValueError(f"trainer.max_time_s must be > 0 seconds, got {self.max_time_s}")
+        if self.coverage_loss < 0:
+            raise ValueError(f"trainer.coverage_loss must be >= 0 (0 = off), got {self.coverage_loss}")
         if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
             raise ValueError(f"trainer.device must be one of auto, cpu, cuda, cuda:N; got {self.device!r}")
 
@@ -150,7 +153,8 @@ class Trainer:
         self.scheduler = Scheduler(self.optimizer, optim)
         self.step_parts = StepParts(net, self.model, self.optimizer, parts.tgt_tok.pad_id, optim.label_smoothing,
                                     optim.clip_grad_norm, settings.amp, self.device, self.dist.world,
-                                    compiled=settings.compile, align=align_spec(settings.align_loss, self.model))
+                                    compiled=settings.compile, align=align_spec(settings.align_loss, self.model),
+                                    coverage=coverage_spec(settings.coverage_loss, self.model))
         self.progress = Progress()
         # the training batches, built trainer.prefetch ahead by a thread (0: in the loop); checkpoints save
         # the state of the batches consumed (nmt.data.prefetch)
@@ -181,13 +185,16 @@ class Trainer:
                                       self.nonfinite[2] + (~out["applied"]).long()])
         p.step += 1
         p.tokens += total
-        sums = torch.stack([out["loss_sum"], out["nll_sum"], *([out["align_sum"]] if "align_sum" in out else [])])
+        extra = [k for k in ("align_sum", "coverage_sum") if k in out]  # the optional loss terms' sums
+        sums = torch.stack([out["loss_sum"], out["nll_sum"], *(out[k] for k in extra)])
         if self.dist.world > 1:  # the logged loss is the global batch's, as in single-process training
             torch.distributed.all_reduce(sums)
         result = {"loss": sums[0] / total, "nll": sums[1] / total, "grad_norm": out["grad_norm"], "lr": lr,
                   "tokens": total}
         if "align_sum" in out:  # mean alignment loss per linked row (nmt.training.align_loss)
-            result["align_loss"] = sums[2] / max(align_total, 1)
+            result["align_loss"] = sums[2 + extra.index("align_sum")] / max(align_total, 1)
+        if "coverage_sum" in out:  # mean coverage loss per target token (See et al. 2017, Eq. 12)
+            result["coverage_loss"] = sums[2 + extra.index("coverage_sum")] / total
         for callback in self.parts.callbacks:
             callback.on_step(self, result)
         return result
@@ -446,7 +453,7 @@ class Trainer:
         mean = lambda key: float(torch.stack([torch.as_tensor(w[key]) for w in window]).mean())  # noqa: E731
         loss, nll, norm = mean("loss"), mean("nll"), mean("grad_norm")
         tok_s = self.progress.tokens / max(self.progress.train_s, 1e-9)
-        aligned = {"train/align_loss": mean("align_loss")} if "align_loss" in window[-1] else {}
+        aligned = {f"train/{k}": mean(k) for k in ("align_loss", "coverage_loss") if k in window[-1]}
         self.logger.scalars({"train/loss": loss, "train/ppl": perplexity(nll), "train/grad_norm": norm,
                              "train/lr": float(window[-1]["lr"]), "train/tokens_per_s": tok_s,
                              "train/epoch": self.progress.epoch, **aligned}, self.progress.step)
