@@ -1,13 +1,26 @@
 """nmt-export: a trained Transformer run as a CTranslate2 model directory (fast CPU/GPU inference, int8).
 
 Converted through CTranslate2's own spec API (ctranslate2.specs.TransformerSpec), weights copied one by
-one: embeddings (scaled by sqrt(d), as nmt does), nmt's interleaved sinusoidal (or learned) positions as
-an explicit table, per layer the pre-norm layer norms, fused q/k/v (self) and q + fused k/v (cross)
+one: embeddings (scaled by sqrt(d), as nmt does), nmt's interleaved sinusoidal (or learned, or no: zeros)
+positions as an explicit table, per layer the pre-norm layer norms, fused q/k/v (self) and q + fused k/v (cross)
 projections with their biases, the feed-forward, the final norms and the generator. The sentencepiece
-models are copied beside it (src.model, tgt.model). What CTranslate2 cannot run (RNN decoders, local /
-hard / non-scaled-dot / non-softmax attention, sliding windows, a causal encoder or cross-attention, post-norm,
-a cross-attention head count other than the decoder self-attention's) is refused by name before anything is written.
-The encoder's head count may differ from the decoder's.
+models are copied beside it (src.model, tgt.model).
+
+Position methods and heads (nmt.attention.positional, num_kv_heads) go to the CTranslate2 options that compute
+them the same way (attention_options; checked against CTranslate2's own scores in tests/runs/
+test_export_positions.py): shaw -> relative_position (clip(j - i, k) rows on keys and values), t5 ->
+relative_attention_bias (the same buckets, bidirectional in the encoder, causal in the decoder; CTranslate2
+computes a stack's bias once, from its first layer, so the shared table goes to every layer), rotary ->
+rotary_dim=0 with interleaved pairs and rotary_base, alibi (decoder only) -> alibi, unscaled (CTranslate2's
+-m_h (Tk - 1 - j) differs from -m_h (i - j) by a constant per row, which the softmax drops under the causal
+mask), num_kv_heads -> num_heads_kv (one per stack; the decoder's self and cross slots share it).
+
+What CTranslate2 cannot run, or would compute differently, is refused by name before anything is written:
+RNN decoders, local / hard / non-scaled-dot / non-softmax attention, sliding windows, a causal encoder or
+cross-attention, post-norm, a cross-attention head count (or key/value head count) other than the decoder
+self-attention's, the average attention decoder, ALiBi in the encoder, a position method beside input
+positions, T5 in a decoder whose window is not causal (nmt's buckets are then bidirectional) and per-layer T5
+tables. The encoder's head counts may differ from the decoder's.
 
 Use it (docs: README, "Export to CTranslate2"):
 

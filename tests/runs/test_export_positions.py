@@ -44,6 +44,7 @@ POSITION = {  # the +model/position=<method> YAML's settings, as overrides
         for key in ("positions=none", f"self_attention.position={m}")] for m in ("shaw", "t5", "rotary")}
 EXPORTED = {  # variant -> overrides of BASE
     "sinusoidal": [],  # the baseline: input positions, no method inside attention
+    "no_positions": ["model.encoder.positions=none", "model.decoder.positions=none"],  # a zero table exported
     "shaw": POSITION["shaw"] + ["model.encoder.self_attention.max_relative_distance=3",
                                 "model.decoder.self_attention.max_relative_distance=2"],
     "t5": POSITION["t5"] + [f"model.{s}.self_attention.{k}" for s in ("encoder", "decoder")
