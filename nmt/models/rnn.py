@@ -165,9 +165,11 @@ class RNNDecoder(nn.Module):
     def _attend(self, query: Tensor, enc: EncoderOutput, positions: Tensor, need_weights: bool,
                 attn_state: Tensor | None):
         """query (B, Tq, H), positions (B, Tq), attn_state the attention's state (None: first step or stateless)
-        -> AttentionOutput (context (B, Tq, Dk), .state the attention's next state)."""
+        -> AttentionOutput (context (B, Tq, Dk), .state the attention's next state). A stateless type is never
+        given a state (the contract), so a user's type written before the keyword existed still works."""
+        stateful = {} if attn_state is None else {"state": attn_state}
         return self.attention(query, enc.memory, enc.memory, enc.mask[:, None, :],
-                              query_positions=positions, state=attn_state, need_weights=need_weights)
+                              query_positions=positions, need_weights=need_weights, **stateful)
 
     def forward(self, tgt_in: Tensor, enc: EncoderOutput, state: State,
                 need_weights: NeedWeights = False, copy_inputs: bool = False) -> DecoderOutput:

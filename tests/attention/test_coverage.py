@@ -9,8 +9,11 @@ import torch
 from helpers import BOS, EOS, PAD, overfit, pad_batch, tiny_model
 from omegaconf import OmegaConf
 
+from nmt.alignment.counterfactual import intervening, uniform
+from nmt.alignment.explain import ExplainSettings, importance_agreement, output_changes
 from nmt.attention import GlobalAttention
 from nmt.attention.contract import check_all
+from nmt.data.batching import Batch
 from nmt.decoding.beam import beam_search
 from nmt.models.build import build_attention
 
@@ -182,3 +185,26 @@ def test_an_rnn_with_coverage_overfits_one_batch(flow):
     torch.manual_seed(0)
     model = tiny_model(FLOWS[flow], 16, 16)
     assert overfit(model, src, src_len, tgt_in, tgt_out, steps=60, lr=0.03) < 0.05
+
+
+def test_a_counterfactual_changes_the_coverage_too():
+    """The update reads the weights after the intervention hook: under `uniform`, C after two steps over two
+    keys is (1, 1) whatever the scores (GlobalAttention.covered's docstring)."""
+    att = scalar_attention("sum")
+    keys = torch.tensor([[[1.0], [-1.0]]])
+    with intervening(att, uniform):
+        out = att(torch.tensor([[[0.5], [0.0]]]), keys, keys, None)
+    assert out.state[0].tolist() == pytest.approx([1.0, 1.0])
+    assert att(torch.tensor([[[0.5], [0.0]]]), keys, keys, None).state[0, 0].item() > 1.2  # a_1 + a_2 without
+
+
+def test_nmt_explain_measures_run_on_a_coverage_model():
+    """nmt-explain's counterfactuals and both taus on a model with coverage: forced passes carry the state."""
+    src, src_len, tgt_in, tgt_out = toy_batch()
+    model = tiny_model(FLOWS["bahdanau"], 16, 16).eval()
+    b = Batch(src, src_len, tgt_in, tgt_out, torch.arange(3), int((tgt_out != PAD).sum()))
+    changes = output_changes(model, [b], PAD, {("cross", "uniform"): (model.decoder.attention, uniform)})
+    assert changes[("cross", "uniform")]["tvd"] > 0
+    settings = ExplainSettings(counterfactuals=[], seed=0, gradient=True, leave_one_out=True, chunk=4)
+    taus = importance_agreement(model, [b], PAD, settings)["cross"]
+    assert set(taus) == {"tau_grad", "tau_loo"} and all(math.isfinite(t) for t in taus.values())

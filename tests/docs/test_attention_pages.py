@@ -21,7 +21,7 @@ from nmt.models.build import build_model
 REPO = Path(__file__).resolve().parents[2]
 PAGES_DIR = REPO / "docs" / "attention"
 PAGES = sorted(PAGES_DIR.glob("*.md"))
-TYPE_PAGES = ["global.md", "local.md", "hard.md", "self.md"]
+TYPE_PAGES = ["global.md", "local.md", "hard.md", "self.md", "coverage.md"]
 LINK = re.compile(r"(!?)\[([^\]]*)\]\(([^)\s]+)\)")
 CODE_LINK = re.compile(r"\[`([A-Za-z_][\w.]*)`\]\(([^)\s#]+\.py)\)")
 CHOICE = re.compile(r"(?<![\w./])(\+?(?:model/attention|model|experiment|tour))=([A-Za-z_]\w*)")
