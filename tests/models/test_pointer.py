@@ -126,15 +126,18 @@ def test_teacher_forcing_equals_stepwise_with_the_pointer(attention):
 
 def test_search_over_the_mixture():
     """Beam 1 = greedy (tokens and scores); beam 3's scores are the teacher-forced log P of its outputs (the
-    source ids reorder with the hypotheses); an ensemble of pointer models searches too."""
+    source ids reorder with the hypotheses); an ensemble of pointer models averages their mixtures' P."""
     torch.manual_seed(0)
     model = tiny_model(["model/attention=bahdanau", *POINTER]).eval()
+    with torch.no_grad():  # eos unlikely: outputs up to the length limits, eos forced at different steps, so
+        model.generator.bias[EOS] = -3.0  # sentences leave the beam batch and src is reordered with the rest
     src, src_len, _ = _batch()
     greedy = greedy_decode(model, src, src_len, 2, EOS, 1.0, 3)
     beam1 = beam_search(model, src, src_len, 1, 2, EOS, 0.0, 1.0, 3)
     assert greedy.tokens == beam1.tokens
     torch.testing.assert_close(greedy.scores, beam1.scores, atol=1e-5, rtol=1e-5)
     beam3 = beam_search(model, src, src_len, 3, 2, EOS, 0.0, 1.0, 3)
+    assert min(len(t) for t in beam3.tokens) >= 4  # not the empty outputs of an untouched eos (8, 6, 7 here)
     outs = [t + [EOS] for t in beam3.tokens]
     tgt_in, _ = pad_batch(outs, bos=True)
     tgt_out = pad_batch([o + [PAD] for o in outs])[0]
@@ -142,8 +145,13 @@ def test_search_over_the_mixture():
         logp = model(src, src_len, tgt_in[:, :-1])[0].logits.gather(-1, tgt_out[:, :-1, None])[..., 0]
     forced = (logp * (tgt_out[:, :-1] != PAD)).sum(1)  # (B,)
     torch.testing.assert_close(beam3.scores, forced, atol=1e-4, rtol=1e-5)
-    ensemble = Ensemble([model, tiny_model(["model/attention=luong_general", *POINTER]).eval()])
-    assert len(greedy_decode(ensemble, src, src_len, 2, EOS, 1.0, 3).tokens) == 3
+    models = [model, tiny_model(["model/attention=luong_general", *POINTER]).eval()]
+    ensemble, tgt = Ensemble(models), pad_batch(beam3.tokens, bos=True)[0]
+    with torch.no_grad():  # the ensemble averages the mixtures' probabilities: log mean_m P_m
+        enc = ensemble.encode(src, src_len)
+        both = ensemble.decode(tgt, enc, ensemble.init_state(enc)).logits
+        each = torch.stack([m.decode(tgt, e, m.init_state(e)).logits for m, e in zip(models, enc.parts)])
+    torch.testing.assert_close(both, torch.logsumexp(each, 0) - math.log(2), atol=1e-5, rtol=1e-5)
 
 
 def test_a_crippled_generator_is_overcome_by_copying():
