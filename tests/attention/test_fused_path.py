@@ -149,13 +149,23 @@ def test_each_position_method_takes_its_path_and_both_paths_agree(position, num_
 
 
 @pytest.mark.parametrize("position", ["t5", "alibi"])
-def test_a_bias_with_an_all_masked_row_stays_finite_and_matches_the_explicit_path(position):
+def test_a_bias_with_an_all_masked_row_stays_finite_and_matches_the_explicit_path(position, monkeypatch):
+    """The kernel never gets a row of -inf (a GPU kernel returns NaN for it; this CPU's returns 0, so the row
+    the kernel is given is checked, not only the output)."""
     att = MultiHeadAttention(8, 8, 2, 0.0, "global", 0, "scaled_dot", position=position, num_buckets=8,
                              max_distance=16).eval()
     q, kv = torch.randn(2, 4, 8, requires_grad=True), torch.randn(2, 5, 8)
     mask = torch.ones(2, 4, 5, dtype=torch.bool)
     mask[1, 2] = False  # query 2 of sentence 1 sees no key
+    given, sdpa = [], mh.F.scaled_dot_product_attention
+
+    def spy(q, k, v, attn_mask=None, **kwargs):
+        given.append(attn_mask)
+        return sdpa(q, k, v, attn_mask=attn_mask, **kwargs)
+    monkeypatch.setattr(mh.F, "scaled_dot_product_attention", spy)
     fused = att(q, kv, kv, mask, need_weights=False)
+    assert len(given) == 1 and given[0].dtype == torch.float32
+    assert torch.isfinite(given[0]).all()  # nothing else is masked; the keyless row attends everywhere, then zeroed
     explicit = att(q, kv, kv, mask)
     torch.testing.assert_close(fused.context, explicit.context, atol=1e-5, rtol=1e-5)
     fused.context.sum().backward()

@@ -95,7 +95,8 @@ def test_rotary_dot_products_depend_on_the_distance_only():
 
 def reference(att: MultiHeadAttention, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Self-attention of x (Tq = Tk = T, positions 0..T-1) written out per sentence, head, query and key from the
-    papers' equations: query head h reads key/value head h // (H / Hkv); -> context (B, T, d)."""
+    papers' equations: query head h reads key/value head h // (H / Hkv); a causal window skips keys j > i and
+    takes T5's unidirectional buckets; -> context (B, T, d)."""
     B, T, _ = x.shape
     H, dh, group = att.num_heads, att.head_dim, att.num_heads // att.num_kv_heads
     q = att.q_proj(x).view(B, T, H, dh)
@@ -108,7 +109,7 @@ def reference(att: MultiHeadAttention, x: torch.Tensor, mask: torch.Tensor) -> t
             for i in range(T):
                 e = torch.full((T,), -math.inf)
                 for j in range(T):
-                    if not mask[b, j]:
+                    if not mask[b, j] or (att.window == "causal" and j > i):
                         continue
                     qi, kj = q[b, i, h], k[b, j, h // group]
                     if kind == "rotary":  # Eq. 34: complex rotation of every pair by its own position
@@ -117,13 +118,13 @@ def reference(att: MultiHeadAttention, x: torch.Tensor, mask: torch.Tensor) -> t
                     if kind == "shaw":  # Eq. 4: q_i (k_j + a^K_ij) / sqrt(d_z)
                         e[j] += qi @ pos.relative_position_keys[min(max(j - i, -2), 2) + 2] / math.sqrt(dh)
                     if kind == "t5":
-                        bucket = relative_position_bucket(torch.tensor(j - i), pos.bidirectional, 8, 16)
+                        bucket = relative_position_bucket(torch.tensor(j - i), att.window != "causal", 8, 16)
                         e[j] += pos.relative_attention_bias.weight[bucket, h]
                     if kind == "alibi":
                         e[j] -= alibi_slopes(H)[h] * abs(i - j)
                 alpha = torch.softmax(e, 0)
                 for j in range(T):
-                    if mask[b, j]:
+                    if e[j] > -math.inf:
                         value = v[b, j, h // group]
                         if kind == "shaw":  # Eq. 3: sum_j alpha_ij (v_j + a^V_ij)
                             value = value + pos.relative_position_values[min(max(j - i, -2), 2) + 2]
@@ -138,10 +139,11 @@ def rotate_pairs(x: torch.Tensor, m: int) -> torch.Tensor:
     return torch.stack([r.real, r.imag], -1).flatten().float()
 
 
+@pytest.mark.parametrize("window", ["global", "causal"])
 @pytest.mark.parametrize("heads", [(2, None), (4, 2), (4, 1)], ids=["mha", "gqa", "mqa"])
 @pytest.mark.parametrize("position", METHODS)
-def test_multihead_attention_with_each_method_equals_the_papers_formula(position, heads):
-    att = mha(position, *heads)
+def test_multihead_attention_with_each_method_equals_the_papers_formula(position, heads, window):
+    att = mha(position, *heads, window=window)
     x = torch.randn(2, 5, 8)
     mask = torch.tensor([[True] * 5, [True] * 3 + [False] * 2])  # (B, Tk): the second sentence has 3 words
     with torch.no_grad():
@@ -249,6 +251,8 @@ def test_every_position_and_heads_config_composes_with_the_self_experiment(group
     if group == "position":
         assert enc.position.kind == dec.self_attention.position.kind == name
         assert dec.cross_attention.position.kind == "none"
+        if name == "t5":  # buckets both ways in the encoder, one way in the causal decoder slot
+            assert enc.position.bidirectional and not dec.self_attention.position.bidirectional
         assert cfg.model.encoder.positions == cfg.model.decoder.positions == ("sinusoidal" if name == "none" else "none")
     else:
         assert {enc.num_kv_heads, dec.self_attention.num_kv_heads, dec.cross_attention.num_kv_heads} == \
