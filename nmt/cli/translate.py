@@ -66,8 +66,8 @@ def output_lines(result: Translations, trained: TrainedRun, decode: DecodeSettin
     ` ||| ` and its alignment with decode.alignment=hard|soft (alignment_text)."""
     aligned = None
     if decode.alignment != "none":
-        keep = resolve_selection(decode.selection, trained.model)
-        aligned = [[alignment_text(keep.reduce(rows), trained.src_tok.pieces(src), trained.tgt_tok.pieces(out),
+        keep, src_tok, tgt_tok = resolve_selection(decode.selection, trained.model), trained.src_tok, trained.tgt_tok
+        aligned = [[alignment_text(keep.reduce(rows), printed_words(src_tok, src), printed_words(tgt_tok, out),
                                    decode.alignment) for rows, out in zip(per_input, outs)]
                    for src, per_input, outs in zip(result.src_ids, result.hyp.rows, result.hyp.nbest)]
     if decode.nbest > 1:
@@ -80,18 +80,33 @@ def output_lines(result: Translations, trained: TrainedRun, decode: DecodeSettin
     return [f"{line} ||| {text}" for line, text in zip(result.lines, links)]
 
 
-def alignment_text(rows: Tensor, src_pieces: list[str], out_pieces: list[str], kind: str) -> str:
-    """One output's alignment from its kept rows (|Y|, S) (tokens + eos over the source pieces): words are the
-    pieces grouped at "▁" (nmt.alignment.extract.word_matrix: W[j, i] sums source word i's pieces and averages
-    output word j's). hard: Pharaoh "i-j" (source word i, output word j, 0-based; the argmax i of every output
-    word), sorted by j; soft: per output word its weights over the source words, "w,w,..." with 4 decimals,
-    words separated by spaces. The eos row links nothing; an empty output or source gives ""."""
-    if not src_pieces or not out_pieces:
+def alignment_text(rows: Tensor, src_words: list[int], out_words: list[int], kind: str) -> str:
+    """One output's alignment from its kept rows (|Y|, S) (tokens + eos over the source pieces) and the printed
+    word of every source and output piece (printed_words): W[j, i] sums source word i's pieces and averages
+    output word j's (nmt.alignment.extract.word_matrix). hard: Pharaoh "i-j" (source word i, output word j,
+    0-based; the argmax i of every output word), sorted by j; soft: per output word its weights over the source
+    words, "w,w,..." with 4 decimals, words separated by spaces. The eos row links nothing; no words: ""."""
+    if not src_words or not out_words:
         return ""
-    W = word_matrix(rows[: len(out_pieces)].float(), piece_words(src_pieces), piece_words(out_pieces))  # (Tw, Sw)
+    W = word_matrix(rows[: len(out_words)].float(), src_words, out_words)  # (Tw, Sw)
     if kind == "hard":
         return format_pharaoh(links_from_matrix(W, None))
     return " ".join(",".join(f"{w:.4f}" for w in row) for row in W.tolist())
+
+
+def printed_words(tok, ids: list[int]) -> list[int]:
+    """The whitespace word of the printed line each piece of `ids` belongs to: pieces grouped at "▁"
+    (nmt.alignment.extract.piece_words); a group that prints nothing (bos, a lone "▁": the line shows a space at
+    most) joins the next word, or the previous one at the end; [] when the line has no word."""
+    groups = piece_words(tok.pieces(ids))
+    shown = [False] * (max(groups, default=-1) + 1)
+    for g, text in zip(groups, tok.decode([[i] for i in ids])):  # each piece alone, as the line prints it
+        shown[g] |= bool(text.strip())
+    real = [g for g, s in enumerate(shown) if s]  # the groups the line shows, in order
+    if not real:
+        return []
+    joined = [next((k for k, r in enumerate(real) if r >= g), len(real) - 1) for g in range(len(shown))]
+    return [joined[g] for g in groups]
 
 
 def supervised_selection(decode: DecodeSettings, trained: TrainedRun) -> DecodeSettings:
