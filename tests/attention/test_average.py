@@ -141,3 +141,32 @@ def test_a_tiny_transformer_with_the_aan_decoder_overfits_one_batch(real_pairs):
     model = tiny_model([], len(sv), len(tv), base=AAN_TRANSFORMER)
     assert isinstance(model.decoder.layers[0].self_attention, AverageAttention)
     assert overfit(model, src, src_len, tgt_in, tgt_out, steps=60, lr=0.01) < 0.5
+
+
+def test_every_tool_reads_an_aan_run(tmp_path):
+    """A toy run with the AAN decoder: its dec.0.self map in the statistics and the explorer, nmt-explain's
+    counterfactuals (none changes a uniform slot: TVD 0, no InterventionIgnored) and nmt-align on the cross slot."""
+    from helpers import compose_cfg, job_cfg, train
+
+    from nmt.alignment.explain import explain_run
+    from nmt.alignment.pipeline import align_run
+    run = tmp_path / "run"
+    cfg = compose_cfg(["data=toy", "data.corpus.size=300", "data.corpus.eval_size=20", "trainer=cpu", "+experiment=aan",
+                       *[o for o in AAN_TRANSFORMER if o.startswith(("model.encoder", "model.decoder.cross"))],
+                       "model.decoder.num_layers=1", "model.decoder.ff_size=32", "trainer.max_tokens=400",
+                       "trainer.max_steps=10", "trainer.valid_every=1000", "decode.beam_size=2",
+                       "logger.progress_bar=false", "logger.probe_sentences=1", "logger.stats_sentences=5",
+                       f"run_dir={run}", f"data.cache_dir={tmp_path / 'cache'}"])
+    metrics = train(cfg)
+    assert set(metrics["attention_stats"]) == {"enc.0.self", "dec.0.self", "dec.0.cross"}
+    assert metrics["attention_stats"]["dec.0.self"]["entropy"] > 0
+    assert '"dec.0.self"' in (run / "explorer.html").read_text(encoding="utf-8")
+    explained = explain_run(job_cfg([f"run_dir={run}", "max_sentences=4", "leave_one_out=false",
+                                     f"out={tmp_path / 'explain.md'}"], "explain"))
+    assert explained["slots"]["dec.0.self"]["uniform"]["tvd"] == pytest.approx(0.0, abs=1e-6)
+    assert explained["slots"]["dec.0.cross"]["uniform"]["tvd"] > 0
+    src, tgt = tmp_path / "src.txt", tmp_path / "tgt.txt"
+    src.write_text("w1 w2 w3\nw4 w5\n"), tgt.write_text("w3 w2 w1\nw5 w4\n")
+    aligned = align_run(job_cfg([f"run_dir={run}", f"src={src}", f"tgt={tgt}", f"out={tmp_path / 'out.align'}"],
+                                "align"))
+    assert aligned["selection"] == "dec.0.cross:mean" and len((tmp_path / "out.align").read_text().splitlines()) == 2
