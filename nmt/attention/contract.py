@@ -79,13 +79,19 @@ def check_gradients(module: nn.Module, tq: int, dq: int, dk: int) -> None:
     QUERY_SHRINK (scores close together). A sparse normaliser passes no gradient to the scores of a
     row it makes one-hot (Martins & Astudillo 2016, Sec. 2.3), which random scores make likely; close
     scores give every row a support of several keys, so a parameter is only flagged when it is dead.
+    A stateful module (out.state not None) also runs one more call from the state the first returned: at the
+    first step its state is zero (coverage C_0 = 0), so the parameters that read it get their gradient later.
     """
     module.train()
     query, keys, values, mask, positions = inputs(tq, dq, dk)
     for scale in (1.0, QUERY_SHRINK):
         scaled = (query * scale).requires_grad_(True)
         out = module(scaled, keys, values, mask, query_positions=positions)
-        (out.context * torch.randn_like(out.context)).sum().backward()
+        loss = (out.context * torch.randn_like(out.context)).sum()
+        if out.state is not None:  # a stateful type (coverage): its state acts from the next step on
+            nxt = module(scaled, keys, values, mask, query_positions=positions, state=out.state)
+            loss = loss + (nxt.context * torch.randn_like(nxt.context)).sum()
+        loss.backward()
         _require(torch.isfinite(scaled.grad).all(), "the query's gradient is not finite")
     for name, param in module.named_parameters():
         _require(param.grad is not None and torch.isfinite(param.grad).all() and param.grad.abs().sum() > 0,
