@@ -56,6 +56,10 @@ def real_pairs(multi30k_root) -> list[tuple[str, str]]:
 # `python3 -m pytest -m "not slow"` is the fast tier for the edit-test loop; the whole suite (`python3 -m
 # pytest -q`) stays the test command. Refine it from a whole-suite `--durations=50` run.
 SLOW: frozenset[str] = frozenset({
+    "tests/scripts/test_position_bench.py",
+    "tests/attention/test_average.py::test_every_tool_reads_an_aan_run",
+    "tests/attention/test_average.py::test_a_tiny_transformer_with_the_aan_decoder_overfits_one_batch",
+    "tests/models/test_transformer.py::test_aan_beam_with_cache_equals_recomputation",
     "tests/alignment/test_align_cli.py",
     "tests/cli/test_cli.py",
     "tests/cli/test_errors.py::test_the_console_shows_no_traceback_unless_asked",
