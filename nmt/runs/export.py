@@ -215,8 +215,8 @@ def copy_embeddings(side_spec, part) -> None:
     embeddings = side_spec.embeddings[0] if isinstance(side_spec.embeddings, list) else side_spec.embeddings
     embeddings.weight = part.embed.weight.detach().numpy()
     side_spec.scale_embeddings = True  # nmt multiplies by sqrt(d_model) (Embeddings(scale=True))
-    if not hasattr(side_spec, "position_encodings"):  # the attention carries the positions (shaw, t5, alibi)
-        return
+    if not hasattr(side_spec, "position_encodings"):  # the attention carries the positions: shaw, t5 (and in the
+        return                                        # decoder rotary, alibi); an encoder's rotary ignores the table
     kind, d = part.positions.kind, part.embed.weight.size(1)
     if kind == "learned":
         table = part.positions.table.weight.detach()  # (max_positions, d)
