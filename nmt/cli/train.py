@@ -25,7 +25,7 @@ from nmt.alignment.supervision import check_alignment_file
 from nmt.cli.resume import resume_config
 from nmt.common import typed
 from nmt.decoding import DecodeSettings
-from nmt.models.build import build_corpus, build_model, check_labels
+from nmt.models.build import build_corpus, build_model, check_labels, check_pointer
 from nmt.runs.config import RunConfig
 from nmt.runs.run_dir import check_run_dir, check_unlocked, run_lock
 from nmt.tracking import ProbeSettings
@@ -70,6 +70,7 @@ def run_settings(cfg: DictConfig) -> RunSettings:
                            config, None if cfg.run_dir is None else Path(cfg.run_dir),
                            bool(cfg.logger.tensorboard), bool(cfg.logger.progress_bar))
     check_labels(config.model)
+    check_pointer(config.model, config.data.tokenizer["joint"])  # copying needs one vocabulary
     align_spec(settings.trainer.align_loss, build_model(config.model, 8, 8, 0))  # slot and head exist
     align = settings.trainer.align_loss
     if align.on and config.data.alignment is None:
