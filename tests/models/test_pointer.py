@@ -5,8 +5,9 @@ import math
 
 import pytest
 import torch
-from helpers import EOS, PAD, compose_cfg, overfit, pad_batch, tiny_model
+from helpers import EOS, PAD, compose_cfg, overfit, pad_batch, tiny_model, toy_cfg
 
+from nmt.cli.train import run_settings
 from nmt.decoding.beam import beam_search
 from nmt.decoding.greedy import greedy_decode
 from nmt.models.build import build_model, check_pointer
@@ -184,6 +185,12 @@ def test_refusals_name_the_fix():
         check_pointer(compose_cfg(POINTER).model, joint=False)
     check_pointer(compose_cfg(POINTER).model, joint=True)
     check_pointer(compose_cfg([]).model, joint=False)  # no pointer: any vocabulary
+
+
+def test_nmt_train_refuses_separate_vocabularies_before_any_file(tmp_path):
+    with pytest.raises(ValueError, match="data.tokenizer.joint=true"):
+        run_settings(toy_cfg(tmp_path / "run", tmp_path / "cache", [*POINTER, "data.tokenizer.joint=false"]))
+    assert not (tmp_path / "run").exists() and not (tmp_path / "cache").exists()
 
 
 def test_hybrid_copies_and_a_run_stored_before_the_key_has_no_pointer():
