@@ -103,12 +103,22 @@ def load_runs(run_dirs, which: str, device: torch.device, data_root: str | None 
 def attention_label(model: dict) -> str:
     """A short name of a model's attention from the `label` of its attention configs, e.g.
     "global-general/luong", "hybrid local_p-general/luong",
-    "transformer self:global-scaled_dot x4 cross:global-scaled_dot x4"."""
+    "transformer self:global-scaled_dot x4 cross:global-scaled_dot x4". A Transformer's decoder self-attention is
+    named too ("dec:...") when it is not the encoder's made causal (an average attention decoder, a different
+    position method), so that runs differing there get different names."""
     if model["family"] == "transformer":
-        enc, cross = model["encoder"]["self_attention"], model["decoder"]["cross_attention"]
-        return f"transformer self:{_label(enc)} cross:{_label(cross)}"
+        enc, cross = _slot_label(model["encoder"]["self_attention"]), _slot_label(model["decoder"]["cross_attention"])
+        dec = _slot_label(model["decoder"]["self_attention"])
+        own = "" if dec == enc.replace("global", "causal", 1) else f" dec:{dec}"
+        return f"transformer self:{enc}{own} cross:{cross}"
     label = _label(model["attention"])
     return f"hybrid {label}" if model["family"] == "hybrid" else label
+
+
+def _slot_label(slot: dict) -> str:
+    """A Transformer slot's label, with its key/value heads when fewer than its query heads (grouped-query)."""
+    kv = slot.get("num_kv_heads")
+    return _label(slot) + ("" if kv is None or kv == slot.get("num_heads") else f" kv{kv}")
 
 
 def _label(attention: dict) -> str:
