@@ -32,7 +32,7 @@ def settings(beam: int, alpha: float, batch: int) -> DecodeSettings:
     """The run's decode settings for either version of DecodeSettings (fields were added later)."""
     values = {"beam_size": beam, "length_penalty": alpha, "max_len_a": 1.5, "max_len_b": 10, "max_sentences": batch,
               "nbest": 1, "max_input_tokens": 10 ** 6, "sampling": "none", "topk": 1, "topp": 1.0, "temperature": 1.0,
-              "seed": 0}
+              "seed": 0, "compile": False, "coverage_penalty": 0.0, "alignment": "none", "selection": "auto"}
     return DecodeSettings(**{f.name: values[f.name] for f in dataclasses.fields(DecodeSettings)})
 
 

@@ -261,7 +261,8 @@ def decode(model: Seq2Seq, src_ids: list[list[int]], beam: int, args, device: to
         settings = DecodeSettings(beam_size=beam, length_penalty=1.0, max_len_a=args.max_len_a,
                                   max_len_b=args.max_len_b, max_sentences=batch, nbest=1,
                                   max_input_tokens=max(map(len, src_ids)), sampling="none", topk=1, topp=1.0,
-                                  temperature=1.0, seed=0, compile=False)
+                                  temperature=1.0, seed=0, compile=False, coverage_penalty=0.0,
+                                  alignment="none", selection="auto")
         return translate_ids(LengthLimited(model, EOS_ID), src_ids, settings, pad_id=PAD_ID, bos_id=BOS_ID,
                              eos_id=EOS_ID, device=device)
 
