@@ -19,6 +19,7 @@ class SentenceMaps:
     maps: dict[Slot, Tensor]       # slot -> (H, Tq, Tk) cropped to the real lengths
     centres: dict[Slot, Tensor]    # slot -> (T_out,) local_p predicted centres
     windows: dict[Slot, int]       # slot -> D of its local window (the modules' window_half_width)
+    p_gen: Tensor | None = None    # (T_out,) copy attention's probability of generating each output token, else None
 
 
 @dataclass
@@ -29,6 +30,7 @@ class Probe:
     maps: dict[Slot, Tensor]               # slot -> (H, Tq, Tk)
     centres: dict[Slot, Tensor] = field(default_factory=dict)  # slot -> (Tq,) local-p p_t
     windows: dict[Slot, int] = field(default_factory=dict)     # slot -> D of its local window
+    p_gen: Tensor | None = None            # (Tq,) copy attention's p_gen per output piece (See et al. 2017, Eq. 8)
 
     def __post_init__(self):  # names read back from probes.pt (plain str) become Slots
         self.maps = {Slot(k): v for k, v in self.maps.items()}
@@ -39,13 +41,13 @@ class Probe:
         """Plain str keys, tensors and lists: what torch.load(weights_only=True) reads back (Probe(**saved))."""
         plain = lambda d: {str(k): v for k, v in d.items()}  # noqa: E731
         return {"src_pieces": self.src_pieces, "out_pieces": self.out_pieces, "maps": plain(self.maps),
-                "centres": plain(self.centres), "windows": plain(self.windows)}
+                "centres": plain(self.centres), "windows": plain(self.windows), "p_gen": self.p_gen}
 
 
 def to_probe(maps: SentenceMaps, src_tok, tgt_tok) -> Probe:
     """A sentence's maps labelled with sentencepiece pieces; the output's final eos is "</s>"."""
     return Probe(src_tok.pieces(maps.src_ids), tgt_tok.pieces(maps.out_ids[:-1]) + ["</s>"], maps.maps,
-                 maps.centres, maps.windows)
+                 maps.centres, maps.windows, maps.p_gen)
 
 
 @torch.no_grad()
@@ -65,8 +67,9 @@ def output_attention(model: Seq2Seq, src_ids: list[list[int]], out_ids: list[lis
         for k, v in out.attention.items():
             maps[k] = v[b, :, : T[b], : (S[b] if k.keys_are_source else T[b])].float().cpu()
         cen = {k: v[b, : T[b]].float().cpu() for k, v in out.centres.items()}
+        p_gen = None if out.p_gen is None else out.p_gen[b, : T[b]].float().cpu()  # (T_out,)
         result.append(SentenceMaps(batch.src[b, : S[b]].tolist(), batch.tgt_out[b, : T[b]].tolist(), maps, cen,
-                                   windows))
+                                   windows, p_gen))
     return result
 
 

@@ -46,7 +46,7 @@ def probe_data(probe: Probe, label: str, reference: str | None) -> dict:
     drawn beside the rows of the output, or None for a model without a pointer."""
     alignments = argmax_alignments(probe.maps, probe.src_pieces, probe.out_pieces[:-1])
     src_words, out_words = piece_text_words(probe.src_pieces), piece_text_words(probe.out_pieces[:-1])
-    p_gen = getattr(probe, "p_gen", None)  # (T_out,) once nmt.decoding.inspect fills Probe.p_gen; else none
+    p_gen = probe.p_gen  # (T_out,) for copy attention, else None
     return {"label": label, "reference": reference, "source": " ".join(src_words), "output": " ".join(out_words),
             "src_words": src_words, "out_words": out_words,
             "alignments": {name: [list(link) for link in sorted(links)] for name, links in alignments.items()},

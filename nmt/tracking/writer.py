@@ -81,7 +81,7 @@ class RunLogger:
         if self.tb is None:
             return 0
         for i, (probe, ref) in enumerate(zip(probes, references)):
-            p_gen = getattr(probe, "p_gen", None)  # (T_out,) once nmt.decoding.inspect fills Probe.p_gen; else none
+            p_gen = probe.p_gen  # (T_out,) for copy attention, else None
             text = probe_markdown(probe, ref) + ("" if p_gen is None else "  \n" + p_gen_markdown(probe.out_pieces, p_gen))
             self.tb.add_text(f"probes/probe{i}", text, step)
         return min(len(probes), len(references))

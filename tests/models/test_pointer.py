@@ -9,6 +9,7 @@ from helpers import EOS, PAD, compose_cfg, overfit, pad_batch, tiny_model, toy_c
 
 from nmt.cli.train import run_settings
 from nmt.decoding.beam import beam_search
+from nmt.decoding.inspect import Probe, output_attention
 from nmt.decoding.greedy import greedy_decode
 from nmt.models.build import build_model, check_pointer
 from nmt.models.ensemble import Ensemble
@@ -201,3 +202,25 @@ def test_hybrid_copies_and_a_run_stored_before_the_key_has_no_pointer():
     assert model(src, src_len, tgt)[0].p_gen.shape == tgt.shape
     old = {k: v for k, v in compose_cfg([]).model.items() if k != "pointer"}  # a model node from before
     assert build_model(old, 30, 30, PAD).pointer is None
+
+
+def test_probes_carry_p_gen_per_output_token():
+    """output_attention's forced pass hands each sentence's p_gen (cut to its output) to the probe, the explorer and
+    TensorBoard's probe text; probes.pt round-trips it; a model without the pointer gives None."""
+    torch.manual_seed(0)
+    model = tiny_model(["model/attention=bahdanau", *POINTER]).eval()
+    src = [[5, 6, 7, 8, 9, EOS], [10, 11, 5, EOS]]
+    outs = [[7, 8, 9], [11, 5]]
+    got = output_attention(model, src, outs, pad_id=PAD, bos_id=2, eos_id=EOS, device=torch.device("cpu"))
+    tgt_in, _ = pad_batch([o + [EOS] for o in outs], bos=True)
+    src_t, src_len = pad_batch(src)
+    with torch.no_grad():
+        full = model(src_t, src_len, tgt_in[:, :-1])[0].p_gen  # (B, T)
+    for b, maps in enumerate(got):
+        assert maps.p_gen.shape == (len(outs[b]) + 1,)
+        torch.testing.assert_close(maps.p_gen, full[b, : len(outs[b]) + 1], atol=1e-6, rtol=1e-5)
+    probe = Probe(["a"], ["b", "</s>"], {}, p_gen=got[0].p_gen)
+    torch.testing.assert_close(Probe(**probe.saved()).p_gen, got[0].p_gen)
+    plain = tiny_model(["model/attention=bahdanau"]).eval()
+    assert output_attention(plain, src, outs, pad_id=PAD, bos_id=2, eos_id=EOS,
+                            device=torch.device("cpu"))[0].p_gen is None
