@@ -57,8 +57,8 @@ def real_pairs(multi30k_root) -> list[tuple[str, str]]:
 # pytest -q`) stays the test command. Refine it from a whole-suite `--durations=50` run.
 SLOW: frozenset[str] = frozenset({
     "tests/scripts/test_position_bench.py",
-    "tests/attention/test_average.py::test_every_tool_reads_an_aan_run",
-    "tests/attention/test_average.py::test_a_tiny_transformer_with_the_aan_decoder_overfits_one_batch",
+    "tests/attention/test_average_attention.py::test_every_tool_reads_an_aan_run",
+    "tests/attention/test_average_attention.py::test_a_tiny_transformer_with_the_aan_decoder_overfits_one_batch",
     "tests/models/test_transformer.py::test_aan_beam_with_cache_equals_recomputation",
     "tests/alignment/test_align_cli.py",
     "tests/cli/test_cli.py",
@@ -79,7 +79,7 @@ SLOW: frozenset[str] = frozenset({
     "tests/scripts/test_cpu_race.py",
     "tests/scripts/test_gpu_race.py",
     "tests/scripts/test_gpu_smoke.py",
-    "tests/scripts/test_search.py::test_a_smoke_search_runs_its_trials_on_validation_only",
+    "tests/scripts/test_hparam_search.py::test_a_smoke_search_runs_its_trials_on_validation_only",
     "tests/test_alloc.py::test_freed_memory_is_reused_without_page_faults",
     "tests/test_api.py",
     "tests/tracking/test_tensorboard.py",
