@@ -114,19 +114,21 @@ def coverage_and_distance(slot: str, maps: list[Tensor]) -> dict[str, float]:
 def slot_stats(slot: str, maps: list[Tensor], centres: list[Tensor] | None = None) -> dict[str, float]:
     """Statistics of one attention slot over sentences: maps [(H, Tq, Tk)], centres [(Tq,)] for local-p.
 
-    entropy / eos_mass / centre_error: means over every live row of every head and sentence;
+    entropy / support / eos_mass / centre_error: means over every live row of every head and sentence (support:
+    the keys with a non-zero weight, all attended keys under a softmax, fewer under sparsemax or entmax);
     monotonicity: mean over (sentence, head) pairs with at least two live rows. eos_mass (the share
     on the last key = the sentence's final source subword) only where the keys are the source.
     """
-    ent, last, mono, cerr = [], [], [], []
+    ent, supp, last, mono, cerr = [], [], [], [], []
     for i, w in enumerate(maps):
         probs, live = normalise_rows(w.double())
         ent.append(row_entropy(probs)[live])
+        supp.append((probs > 0).sum(-1)[live].double())  # (Tlive,) keys with non-zero weight
         last.append(probs[..., -1][live])
         mono.extend(m for m in monotonicity(w) if not math.isnan(m))
         if centres is not None:
             cerr.append(centre_errors(w.double(), centres[i]))
-    stats = {"entropy": _mean(ent)}
+    stats = {"entropy": _mean(ent), "support": _mean(supp)}
     if key_is_source(slot):
         stats["eos_mass"] = _mean(last)
     stats["monotonicity"] = sum(mono) / len(mono) if mono else math.nan

@@ -158,6 +158,7 @@ def test_statistics_accept_a_row_with_one_nonzero_weight():
     assert stats["entropy"] == pytest.approx(math.log(2) / 3)  # one-hot rows 0, the half-half row log 2
     assert stats["eos_mass"] == pytest.approx(0.5)  # (0 + 1 + 0.5) / 3 on the last key
     assert stats["coverage_under"] == pytest.approx(1 / 3)  # key 0 gets no attention at all
+    assert stats["support"] == pytest.approx(4 / 3)  # (1 + 1 + 2) / 3 keys with non-zero weight
 
 
 def test_alignment_extraction_links_a_sparse_row_to_its_one_key():
