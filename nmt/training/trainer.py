@@ -133,7 +133,7 @@ class Callbacks:
         """After each optimiser step; result: loss, nll, grad_norm, lr (device tensors: no sync), tokens."""
 
     def on_validation(self, trainer: Trainer, result: dict) -> None:
-        """After each validation on rank 0 (loss, ppl, bleu, chrf, ter, hyps)."""
+        """After each validation on rank 0 (loss, ppl, bleu, chrf, ter, hyps, tokens, p_gen: None without a pointer)."""
 
     def on_end(self, trainer: Trainer) -> None:
         """When fit() returns, whatever stopped it."""
@@ -209,25 +209,29 @@ class Trainer:
 
     # ---------------------------------------------------------------- validation
     @torch.no_grad()
-    def validation_loss(self) -> float:
+    def validation_loss(self) -> tuple[float, float | None]:
+        """Teacher-forced NLL per target token, and copy attention's mean p_gen over the same tokens (None without
+        a pointer): 1 - p_gen is the share of the probability that copying gives the references' tokens."""
         self.model.eval()
-        loss = ntok = 0.0
+        loss = ntok = gen = 0.0
         for b in self.parts.valid.batches:
             b = b.to(self.device)
             out, _ = self.model(b.src, b.src_lengths, b.tgt_in)
             _, nll = label_smoothed_loss(out.logits, b.tgt_out, self.parts.tgt_tok.pad_id, 0.0)
             loss, ntok = loss + float(nll), ntok + b.n_tgt_tokens
-        return loss / max(ntok, 1)
+            if out.p_gen is not None:  # (B, T)
+                gen += float(out.p_gen[b.tgt_out != self.parts.tgt_tok.pad_id].sum())
+        return loss / max(ntok, 1), (gen / max(ntok, 1) if out.p_gen is not None else None)
 
     def validate(self) -> dict:
         """Val loss/ppl (teacher forcing) and BLEU/chrF/TER of greedy output."""
         valid = self.parts.valid
-        nll = self.validation_loss()
+        nll, p_gen = self.validation_loss()
         n = self.settings.valid_max_sentences or len(valid.src_ids)
         texts, hyp = decode_texts(self.model, valid.src_ids[:n], self.parts.tgt_tok, self.valid_decode, self.device)
         scores = corpus_scores(texts, valid.refs[:n])
         self.model.train()
-        return {"loss": nll, "ppl": perplexity(nll), **scores, "hyps": texts, "tokens": hyp.tokens}
+        return {"loss": nll, "ppl": perplexity(nll), **scores, "hyps": texts, "tokens": hyp.tokens, "p_gen": p_gen}
 
     def validation_decision(self) -> Decision:
         """Rank 0: validate, record and log the result; the decision asks every rank for a checkpoint (best.pt
@@ -253,7 +257,7 @@ class Trainer:
         """History, TensorBoard scalars and attention, the console line."""
         p, keys = self.progress, ("loss", "ppl", "bleu", "chrf", "ter")
         p.history.append({"step": p.step, "elapsed_s": round(p.elapsed_s, 1), **{k: result[k] for k in keys}})
-        self.logger.scalars({f"valid/{k}": result[k] for k in keys}, p.step)
+        self.logger.scalars({f"valid/{k}": result[k] for k in (*keys, "p_gen")}, p.step)  # p_gen None: skipped
         self.log_attention(result.get("tokens", []))
 
     def track_best(self, result: dict) -> bool:

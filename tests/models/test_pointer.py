@@ -5,7 +5,7 @@ import math
 
 import pytest
 import torch
-from helpers import EOS, PAD, compose_cfg, overfit, pad_batch, tiny_model, toy_cfg
+from helpers import EOS, PAD, compose_cfg, overfit, pad_batch, tb_scalars, tiny_model, toy_cfg, train
 
 from nmt.cli.train import run_settings
 from nmt.decoding.beam import beam_search
@@ -14,6 +14,7 @@ from nmt.decoding.greedy import greedy_decode
 from nmt.models.build import build_model, check_pointer
 from nmt.models.ensemble import Ensemble
 from nmt.models.pointer import copy_distribution, copy_mixture
+from nmt.training.trainer import Callbacks
 from nmt.training.loss import label_smoothed_loss
 
 POINTER = ["model.pointer=true"]
@@ -224,3 +225,28 @@ def test_probes_carry_p_gen_per_output_token():
     plain = tiny_model(["model/attention=bahdanau"]).eval()
     assert output_attention(plain, src, outs, pad_id=PAD, bos_id=2, eos_id=EOS,
                             device=torch.device("cpu"))[0].p_gen is None
+
+
+def test_validation_logs_the_mean_p_gen_of_the_reference_tokens(tmp_path):
+    """valid/p_gen = copy attention's p_gen averaged over the validation references' tokens (teacher forced, padding
+    left out), in the validation result and TensorBoard."""
+    class Recompute(Callbacks):
+        seen: list = []
+
+        def on_validation(self, trainer, result):
+            num = den = 0.0
+            with torch.no_grad():
+                for b in trainer.parts.valid.batches:
+                    out, _ = trainer.model(b.src, b.src_lengths, b.tgt_in)
+                    real = (b.tgt_out != PAD).float()  # (B, T)
+                    num, den = num + float((out.p_gen * real).sum()), den + float(real.sum())
+            self.seen.append((result["p_gen"], num / den))
+
+    run = tmp_path / "run"
+    cfg = toy_cfg(run, tmp_path / "cache", [*POINTER, "data.tokenizer.joint=true", "trainer.max_steps=6",
+                                            "trainer.valid_every=3", "logger.tensorboard=true"])
+    train(cfg, [Recompute()])
+    assert len(Recompute.seen) == 2
+    for logged, by_hand in Recompute.seen:
+        assert 0.0 < logged < 1.0 and logged == pytest.approx(by_hand, rel=1e-5)
+    assert tb_scalars(run, "valid/p_gen")[6] == pytest.approx(Recompute.seen[-1][0], rel=1e-5)
