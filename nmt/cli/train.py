@@ -61,6 +61,9 @@ def run_settings(cfg: DictConfig) -> RunSettings:
     torch's meta kernels: ~10 s). Data paths become absolute, so the stored config works from any directory."""
     def group(name: str) -> dict:
         return OmegaConf.to_container(cfg[name], resolve=True)
+    if cfg.model.family != "transformer" and "self_attention" in cfg.model.decoder:  # nothing resolved yet
+        raise ValueError(f"+model/position=... and +model/heads=... set the Transformer's attention slots, but "
+                         f"model.family is {cfg.model.family}: use them with model=transformer or +experiment=self")
     config = RunConfig(OmegaConf.to_container(cfg, resolve=True))
     check_launch(dist_env(), cfg.trainer.device, config.data.cache_dir)  # torchrun: device, shared cache dir
     config = config.with_data(config.data.absolute())
