@@ -174,7 +174,11 @@ def run_training(args, corpus: Path | None, cache: Path, name: str, ranks: int) 
     cmd = [*launcher, str(Path(__file__).resolve()), "--worker", str(out), "--",
            *train_overrides(args, corpus, cache, run_dir, ranks)]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
+    try:
+        proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=args.timeout)
+    except subprocess.TimeoutExpired as e:  # a rank stuck (e.g. in gloo's teardown) must not hang the caller
+        raise RuntimeError(f"{name} training did not finish within --timeout {args.timeout} s; its run dir: "
+                           f"{run_dir}") from e
     if proc.returncode != 0:
         raise RuntimeError(f"{name} training failed:\n{(proc.stdout + proc.stderr)[-4000:]}")
     return [summarise(json.loads((out / f"rank{r}.json").read_text()), args.skip_steps) for r in range(ranks)]
@@ -219,6 +223,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--work", type=Path, required=True, help="corpus, caches and runs go here")
     p.add_argument("--out", type=Path, help="write the report as JSON")
     p.add_argument("--no-ddp", action="store_true", help="skip the 2-rank run")
+    p.add_argument("--timeout", type=float, default=None, help="seconds a training run may take (default: no limit)")
     p.add_argument("--reference", action="store_true",
                    help="also train the same model on Multi30k de-en (NMT_DATA_DIR) for the tokens/s ratio")
     p.add_argument("extra", nargs="*", help="more nmt-train overrides")

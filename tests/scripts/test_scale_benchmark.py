@@ -37,7 +37,7 @@ def test_synthetic_corpus_has_multi30k_like_lengths(bench, tmp_path):
 def test_report_has_every_field_for_single_and_two_ranks(bench, tmp_path):
     report = bench.main(["--pairs", "2000", "--eval-pairs", "10", "--steps", "6", "--skip-steps", "2",
                          "--max-tokens", "300", "--vocab", "300", "--port", "29563", "--work", str(tmp_path),
-                         "--out", str(tmp_path / "report.json")])
+                         "--out", str(tmp_path / "report.json"), "--timeout", "600"])
     assert set(bench.REPORT_FIELDS) <= set(report) and (tmp_path / "report.json").is_file()
     assert report["pairs"] == 2000 and 0 < report["train_pairs_kept"] <= 2000
     assert report["build_s"] > 0 and report["build_peak_rss_mb"] > 0
@@ -64,3 +64,10 @@ def test_reference_run_trains_the_same_model_on_multi30k(bench, tmp_path, multi3
     for key in ("model", "optim", "trainer", "decode", "data.tokenizer", "data.max_len"):
         assert OmegaConf.select(reference, key) == OmegaConf.select(synthetic, key), key  # the same model and run
     assert reference.data.corpus != synthetic.data.corpus  # on other data
+
+
+def test_a_run_past_its_timeout_fails_naming_it(bench, tmp_path):
+    """A stuck rank (seen once: a gloo teardown waiting on a rank that had exited) fails the benchmark, not hangs it."""
+    with pytest.raises(RuntimeError, match=r"single training did not finish within --timeout 0.5 s"):
+        bench.main(["--pairs", "200", "--eval-pairs", "10", "--steps", "4", "--skip-steps", "1", "--max-tokens", "300",
+                    "--vocab", "100", "--work", str(tmp_path), "--no-ddp", "--timeout", "0.5"])
