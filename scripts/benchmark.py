@@ -426,7 +426,11 @@ def main(argv: list[str] | None = None) -> dict:
     report["machine"]["loadavg_1m_end"] = loadavg()
     if args.joeynmt_json:
         report["joeynmt"] = load_joey(args.joeynmt_json)
-    table = markdown_table(report)
+    return write_report(report, markdown_table(report), args)
+
+
+def write_report(report: dict, table: str, args: argparse.Namespace) -> dict:
+    """Print the Markdown table, and write it to --md and the report as JSON to --out when given."""
     print(table)
     if args.md:
         args.md.write_text(table)

@@ -19,7 +19,6 @@ self-attention caches alone are a column of their own. Figures, not assertions: 
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
@@ -248,12 +247,7 @@ def main(argv: list[str] | None = None) -> dict:
     else:
         report = run_variants(args)
         table = markdown_table(report)
-    print(table)
-    if args.md:
-        args.md.write_text(table)
-    if args.out:
-        args.out.write_text(json.dumps(report, indent=2) + "\n")
-    return report
+    return benchmark.write_report(report, table, args)
 
 
 if __name__ == "__main__":
