@@ -82,7 +82,7 @@ class MultiHeadAttention(nn.Module):
         """keys (B, Tk, key_dim), values (B, Tk, key_dim), key_positions (B, Tk) (None: 0..Tk-1) -> k, v, each
         (B, Hkv, Tk, dh); a rotary position part stores k rotated at its positions."""
         k = self._split(self.k_proj(keys), self.num_kv_heads)  # (B, Hkv, Tk, dh)
-        if self.position.kind == "rotary":
+        if self.position.rotates_keys:
             k = self.position.keys(k, _key_positions(key_positions, keys.size(1), 0, keys.device))
         return k, self._split(self.v_proj(values), self.num_kv_heads)
 
@@ -90,7 +90,7 @@ class MultiHeadAttention(nn.Module):
                   key_positions: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """past k, v (B, Hkv, t, dh), keys/values (B, T, key_dim) of T new positions (key_positions (B, T); None:
         t..t+T-1) -> k, v (B, Hkv, t+T, dh)."""
-        if key_positions is None and self.position.kind == "rotary":
+        if key_positions is None and self.position.rotates_keys:
             key_positions = _key_positions(None, keys.size(1), past[0].size(2), keys.device)  # (1, T)
         k, v = self.project_kv(keys, values, key_positions=key_positions)  # (B, Hkv, T, dh) each
         return torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2)  # (B, Hkv, t+T, dh)

@@ -40,6 +40,7 @@ class NoPosition(nn.Module):
 
     kind = "none"
     fusable = True
+    rotates_keys = False  # keys() changes k: the cache needs the keys' positions (rotary)
 
     def queries(self, q: Tensor, positions: Tensor) -> Tensor:
         return q
@@ -195,6 +196,7 @@ class Rotary(NoPosition):
     """
 
     kind = "rotary"
+    rotates_keys = True
 
     def __init__(self, head_dim: int, base: float):
         super().__init__()

@@ -140,7 +140,7 @@ def optuna_or_skip():
     except ImportError:
         if os.environ.get("CI") == "true":
             pytest.fail("hydra-optuna-sweeper is not installed and CI=true: install the search extra "
-                        "(pip install -e '.[dev,search]')")
+                        "(pip install -e '.[dev]', which includes it)")
         pytest.skip("hydra-optuna-sweeper is not installed: pip install -e '.[search]'")
     return optuna
 
